@@ -1,0 +1,158 @@
+"""The `connector` command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from connector.sandbox.core import DataFileError, Sandbox, SandboxConfig
+from connector.sandbox.datagen import write_demo, write_synthetic
+from connector.sandbox.faults import Faults
+from connector.sandbox.server import SandboxServer
+
+DEFAULTS = SandboxConfig()
+
+
+@click.group()
+@click.version_option(package_name="unified-profiles-connector")
+def main() -> None:
+    """Unified Profiles connector for Twilio Flex and Studio."""
+
+
+@main.command()
+@click.option("--port", default=8087, show_default=True, help="Port on 127.0.0.1 (0: any free).")
+@click.option("--space-id", default=DEFAULTS.space_id, show_default=True)
+@click.option(
+    "--token",
+    envvar="SEGMENT_PROFILE_API_TOKEN",
+    default=DEFAULTS.token,
+    show_default=True,
+    help="Profile API token (Basic user). Env: SEGMENT_PROFILE_API_TOKEN",
+)
+@click.option(
+    "--write-key",
+    envvar="SEGMENT_WRITE_KEY",
+    default=DEFAULTS.write_key,
+    show_default=True,
+    help="Tracking API write key. Env: SEGMENT_WRITE_KEY",
+)
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    help="JSON Lines of Spec messages to load ('demo': the bundled demo data). Repeatable.",
+)
+@click.option(
+    "--rebase-time",
+    is_flag=True,
+    help="Shift loaded messages' times so the newest is now (implied for 'demo').",
+)
+@click.option(
+    "--agent-token",
+    "agent_tokens",
+    multiple=True,
+    help="Accept this string as a Flex agent token. Repeatable.",
+)
+@click.option(
+    "--twilio-account-sid",
+    envvar="TWILIO_ACCOUNT_SID",
+    default=DEFAULTS.twilio_account_sid,
+    show_default=True,
+)
+@click.option(
+    "--twilio-auth-token",
+    envvar="TWILIO_AUTH_TOKEN",
+    default=DEFAULTS.twilio_auth_token,
+    show_default=True,
+)
+@click.option(
+    "--rate-limit",
+    default=DEFAULTS.rate_limit,
+    show_default=True,
+    help="Profile API requests per second per space (0: unlimited).",
+)
+@click.option("--db", type=click.Path(path_type=Path), help="SQLite file (default: temporary).")
+@click.option(
+    "--rules",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Identity resolution rules (default: the bundled rules.toml).",
+)
+@click.option("--latency-ms", default=0.0, help="Added latency per request.")
+@click.option("--jitter-ms", default=0.0, help="Random extra latency, 0..N ms.")
+@click.option("--error-rate", default=0.0, help="Fraction of requests answered 503.")
+def sandbox(
+    port: int,
+    space_id: str,
+    token: str,
+    write_key: str,
+    data: tuple[str, ...],
+    rebase_time: bool,
+    agent_tokens: tuple[str, ...],
+    twilio_account_sid: str,
+    twilio_auth_token: str,
+    rate_limit: float,
+    db: Path | None,
+    rules: Path | None,
+    latency_ms: float,
+    jitter_ms: float,
+    error_rate: float,
+) -> None:
+    """Run the offline Segment sandbox on 127.0.0.1."""
+    config = SandboxConfig(
+        space_id=space_id,
+        token=token,
+        write_key=write_key,
+        twilio_account_sid=twilio_account_sid,
+        twilio_auth_token=twilio_auth_token,
+        rate_limit=rate_limit,
+        db_path=db,
+        rules_path=rules,
+    )
+    faults = Faults(latency_ms=latency_ms, jitter_ms=jitter_ms, error_rate=error_rate)
+    instance = Sandbox(config, faults)
+    for path in data:
+        try:
+            report = instance.load(path, rebase_time=rebase_time or path == "demo")
+        except (OSError, DataFileError) as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(
+            f"loaded {path}: {report.messages} messages ({report.accepted} accepted) in "
+            f"{report.seconds:.1f}s, {report.rate:,.0f} messages/s"
+        )
+    for value in agent_tokens:
+        instance.agent_tokens.issue(token=value)
+    printed = instance.agent_tokens.issue()
+    server = SandboxServer(instance, port).start()
+    counts = instance.store.counts()
+    click.echo(
+        f"Segment sandbox on {server.url}\n"
+        f"  space {config.space_id}: {counts['users']} user profiles, "
+        f"{counts['accounts']} accounts, {counts['events']} events\n"
+        f"  Profile API token (Basic user): {config.token}\n"
+        f"  write key: {config.write_key}\n"
+        f"  Twilio account: {config.twilio_account_sid} (auth token: {config.twilio_auth_token})\n"
+        f"  Flex agent token: {printed.token}\n"
+        f"  try: curl -u {config.token}: '{server.url}/v1/spaces/{config.space_id}"
+        f"/collections/users/profiles/user_id:u-ada/traits'"
+    )
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        instance.close()
+
+
+@main.command("generate-data")
+@click.option("--demo", is_flag=True, help="Write the demo data set instead of synthetic profiles.")
+@click.option("--profiles", default=1000, show_default=True, help="Synthetic profiles to generate.")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def generate_data(demo: bool, profiles: int, seed: int, out: Path) -> None:
+    """Write JSON Lines of Spec messages for `connector sandbox --data`."""
+    with out.open("w", encoding="utf-8") as file:
+        count = write_demo(file) if demo else write_synthetic(file, profiles, seed)
+    click.echo(f"wrote {count} messages to {out}")

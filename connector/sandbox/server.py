@@ -1,0 +1,95 @@
+"""A loopback HTTP/1.1 server for the sandbox, able to refuse connections during an outage.
+
+Cheroot, not werkzeug's development server: Segment keeps connections alive, and a client's
+connection pooling can only be seen (and measured) against a server that does too.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from cheroot.wsgi import Server
+
+from connector.sandbox.app import create_sandbox_app
+from connector.sandbox.core import Sandbox
+from connector.sandbox.faults import Faults
+
+HOST = "127.0.0.1"
+
+
+class SandboxServer:
+    """Serves a Sandbox on 127.0.0.1 from a background thread pool.
+
+    An outage with `outage="refuse"` closes the listening socket, so clients get a real
+    "connection refused"; when it ends the server listens again on the same port.
+    """
+
+    def __init__(self, sandbox: Sandbox, port: int = 0, threads: int = 64) -> None:
+        self.sandbox = sandbox
+        self.app = create_sandbox_app(sandbox)
+        self.port = port
+        self.threads = threads
+        self._lock = threading.Lock()
+        self._server: Server | None = None
+        self._thread: threading.Thread | None = None
+        self._started = False
+        sandbox.faults.on_change(self._follow_outage)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> SandboxServer:
+        with self._lock:
+            self._started = True
+            self._listen()
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            self._started = False
+            self._close()
+
+    def serve_forever(self) -> None:
+        """Block until interrupted (for the CLI)."""
+        self.start()
+        try:
+            threading.Event().wait()
+        finally:
+            self.stop()
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def _listen(self) -> None:
+        if self._server is not None:
+            return
+        server = Server(
+            (HOST, self.port), self.app, numthreads=self.threads, server_name="segment-sandbox"
+        )
+        server.keep_alive_conn_limit = 1024  # pooled clients keep many idle connections
+        server.shutdown_timeout = 1
+        server.prepare()
+        self.port = server.bind_addr[1]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve, name="sandbox-server", daemon=True)
+        self._thread.start()
+
+    def _close(self) -> None:
+        if self._server is None:
+            return
+        self._server.stop()
+        if self._thread is not None:
+            self._thread.join()
+        self._server = None
+        self._thread = None
+
+    def _follow_outage(self, faults: Faults) -> None:
+        with self._lock:
+            if faults.outage == "refuse":
+                self._close()
+            elif self._started:
+                self._listen()

@@ -1,0 +1,103 @@
+"""Sandboxes served over real HTTP on loopback, built per test (or per module) with given data."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from connector.sandbox import Sandbox, SandboxConfig, SandboxServer
+from connector.sandbox.control_client import SandboxControl
+
+SPACE = "spa_test"
+TOKEN = "test-profile-token"
+WRITE_KEY = "test-write-key"
+CONFIG = SandboxConfig(space_id=SPACE, token=TOKEN, write_key=WRITE_KEY, rate_limit=0)
+
+
+@dataclass
+class RunningSandbox:
+    server: SandboxServer
+    sandbox: Sandbox
+    http: httpx.Client = field(init=False)
+    control: SandboxControl = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+        self.control = SandboxControl(self.url)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def profile(
+        self,
+        identifier: str,
+        section: str,
+        collection: str = "users",
+        encode: bool = True,
+        **params: Any,
+    ) -> httpx.Response:
+        """GET a Profile API section; `identifier` is percent-encoded unless encode=False."""
+        segment = quote(identifier, safe=":") if encode else identifier
+        path = f"/v1/spaces/{SPACE}/collections/{collection}/profiles/{segment}/{section}"
+        return self.http.get(path, params=params, auth=(TOKEN, ""))
+
+    def send(self, *messages: dict[str, Any]) -> httpx.Response:
+        """POST messages to the tracking API as one batch, with the write key."""
+        response = self.http.post("/v1/batch", json={"batch": list(messages)}, auth=(WRITE_KEY, ""))
+        assert response.status_code == 200, response.text
+        return response
+
+    def close(self) -> None:
+        self.http.close()
+        self.control.close()
+        self.server.stop()
+        self.sandbox.close()
+
+
+SandboxFactory = Callable[..., RunningSandbox]
+
+
+def start_sandbox(
+    messages: list[dict[str, Any]] | None = None, data: str | None = None, **config: Any
+) -> RunningSandbox:
+    sandbox = Sandbox(replace(CONFIG, **config))
+    if data:
+        sandbox.load(data, rebase_time=True)
+    if messages:
+        sandbox.ingest(messages)
+    return RunningSandbox(SandboxServer(sandbox).start(), sandbox)
+
+
+@pytest.fixture
+def make_sandbox() -> Iterator[SandboxFactory]:
+    started: list[RunningSandbox] = []
+
+    def factory(messages: list[dict[str, Any]] | None = None, **kwargs: Any) -> RunningSandbox:
+        running = start_sandbox(messages, **kwargs)
+        started.append(running)
+        return running
+
+    yield factory
+    for running in started:
+        running.close()
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[RunningSandbox]:
+    """The bundled demo data, shared by a module's read-only tests."""
+    running = start_sandbox(data="demo")
+    yield running
+    running.close()
+
+
+def write_jsonl(path: Path, messages: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(m) + "\n" for m in messages), encoding="utf-8")
+    return path
