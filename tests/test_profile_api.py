@@ -260,16 +260,13 @@ def test_include_selects_trait_keys(api: RunningSandbox) -> None:
 
 
 def test_class_selects_audiences_or_computed_traits(api: RunningSandbox) -> None:
-    assert api.profile("user_id:u-many", "traits", **{"class": "audience"}).json()["traits"] == {
-        "vip": True
-    }
-    assert api.profile("user_id:u-many", "traits", **{"class": "computed_trait"}).json()[
-        "traits"
-    ] == {"orders_90d": 7}
-    assert error(api.profile("user_id:u-many", "traits", **{"class": "trait"})) == (
-        400,
-        "validation_error",
-    )
+    def of_class(name: str) -> httpx.Response:
+        params: dict[str, Any] = {"class": name}
+        return api.profile("user_id:u-many", "traits", **params)
+
+    assert of_class("audience").json()["traits"] == {"vip": True}
+    assert of_class("computed_trait").json()["traits"] == {"orders_90d": 7}
+    assert error(of_class("trait")) == (400, "validation_error")
 
 
 def test_verbose_traits_carry_source_and_update_time(api: RunningSandbox) -> None:
@@ -335,7 +332,7 @@ def test_event_filters(api: RunningSandbox) -> None:
 @pytest.mark.parametrize(
     "params", [{"sort": "up"}, {"start": "yesterday"}, {"end": "2026-13-01"}, {"limit": "101"}]
 )
-def test_invalid_event_parameters(api: RunningSandbox, params: dict[str, str]) -> None:
+def test_invalid_event_parameters(api: RunningSandbox, params: dict[str, Any]) -> None:
     assert error(api.profile("user_id:u-events", "events", **params)) == (400, "validation_error")
 
 
