@@ -72,6 +72,9 @@ class SandboxServer:
         )
         server.keep_alive_conn_limit = 1024  # pooled clients keep many idle connections
         server.shutdown_timeout = 1
+        server.expiration_interval = (
+            0.05  # how soon the serve loop notices stop(): tests restart often
+        )
         server.prepare()
         self.port = server.bind_addr[1]
         self._server = server
