@@ -194,8 +194,10 @@ def test_old_segment_ids_follow_the_merge(make_sandbox: SandboxFactory) -> None:
 
 
 def traits(sandbox: RunningSandbox, identifier: str, **params: Any) -> dict[str, Any]:
-    body: dict[str, Any] = sandbox.profile(identifier, "traits", limit=200, **params).json()
-    return body["traits"]
+    found: dict[str, Any] = sandbox.profile(identifier, "traits", limit=200, **params).json()[
+        "traits"
+    ]
+    return found
 
 
 TRAIT_CASES: dict[str, tuple[list[Msg], dict[str, Any]]] = {

@@ -21,10 +21,10 @@ def post(
     sandbox: RunningSandbox, path: str, body: Any, key: str | None = WRITE_KEY
 ) -> httpx.Response:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    auth = (key, "") if key is not None else None
-    return sandbox.http.post(
-        path, content=content, auth=auth, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    if key is None:
+        return sandbox.http.post(path, content=content, headers=headers)
+    return sandbox.http.post(path, content=content, auth=(key, ""), headers=headers)
 
 
 def name_of(sandbox: RunningSandbox, identifier: str) -> Any:
