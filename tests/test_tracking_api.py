@@ -110,7 +110,14 @@ def test_unusable_messages_are_accepted_then_dropped(
 
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b"", b"\xff\xfe", b'{"userId": "u1", "traits": {"name": "unterminated'],
+    [
+        b"{not json",
+        b"",
+        b"\xff\xfe",
+        b'{"userId": "u1", "traits": {"name": "unterminated',
+        b'{"userId": "u1", "traits": {"n": NaN}}',
+        b'{"userId": Infinity}',
+    ],
 )
 def test_invalid_json_is_400(sandbox: RunningSandbox, body: bytes) -> None:
     response = post(sandbox, "/v1/identify", body)
@@ -185,3 +192,19 @@ def test_get_on_tracking_endpoints_is_405_in_segments_shape(sandbox: RunningSand
     response = sandbox.http.get("/v1/track")
     assert response.status_code == 405
     assert set(response.json()["error"]) == {"code", "message"}
+
+
+def test_fields_of_the_wrong_type_are_tolerated(sandbox: RunningSandbox) -> None:
+    odd = {
+        "type": "identify",
+        "userId": 1,
+        "context": True,
+        "traits": ["not", "an", "object"],
+        "properties": 5,
+        "timestamp": {"when": "now"},
+        "messageId": None,
+    }
+    response = post(sandbox, "/v1/batch", {"batch": [odd]})
+    assert response.status_code == 200
+    assert sandbox.control.stats()["tracking"]["accepted"] == 1
+    assert sandbox.profile("user_id:1", "events").json()["data"][0]["context"] == {}

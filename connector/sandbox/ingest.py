@@ -128,8 +128,7 @@ class Ingestor:
             self.store.set_traits(profile, traits, _computation_class(message) or "trait", stamp)
 
     def _set_subscriptions(self, profile: str, message: dict[str, Any], stamp: Stamp) -> None:
-        context = message.get("context") or {}
-        entries = context.get("messaging_subscriptions") if isinstance(context, dict) else None
+        entries = _object(message.get("context")).get("messaging_subscriptions")
         for entry in entries if isinstance(entries, list) else ():
             if not isinstance(entry, dict):
                 continue
@@ -160,9 +159,14 @@ def _why_unusable(message: Any) -> str | None:
 
 
 def _computation_class(message: dict[str, Any]) -> str | None:
-    personas = (message.get("context") or {}).get("personas")
-    value = personas.get("computation_class") if isinstance(personas, dict) else None
+    personas = _object(message.get("context")).get("personas")
+    value = _object(personas).get("computation_class")
     return value if value in PERSONAS_CLASSES else None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A message field that should be a JSON object; anything else reads as empty."""
+    return value if isinstance(value, dict) else {}
 
 
 def _event_body(
@@ -175,14 +179,12 @@ def _event_body(
             {"collection": i.collection, "type": i.type, "id": i.value, "encoding": "none"}
             for i in identifiers
         ],
-        "context": message.get("context") if isinstance(message.get("context"), dict) else {},
+        "context": _object(message.get("context")),
         "type": kind,
         "message_id": stamp.message_id,
         "source_id": stamp.source_id,
         "timestamp": stamp.at,
-        "properties": message.get("properties")
-        if isinstance(message.get("properties"), dict)
-        else {},
+        "properties": _object(message.get("properties")),
         "event": message["event"] if kind == "track" else EVENT_NAMES[kind],
     }
     if kind in ("identify", "group") and isinstance(message.get("traits"), dict):

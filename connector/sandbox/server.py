@@ -6,6 +6,7 @@ connection pooling can only be seen (and measured) against a server that does to
 
 from __future__ import annotations
 
+import socket
 import threading
 
 from cheroot.wsgi import Server
@@ -27,7 +28,9 @@ class SandboxServer:
     def __init__(self, sandbox: Sandbox, port: int = 0, threads: int = 64) -> None:
         self.sandbox = sandbox
         self.app = create_sandbox_app(sandbox)
-        self.port = port
+        # A fixed port, even when any will do: cheroot sets SO_REUSEADDR only on fixed ports, and
+        # without it the port cannot be bound again after a "refuse" outage (TIME_WAIT).
+        self.port = port or _free_port()
         self.threads = threads
         self._lock = threading.Lock()
         self._server: Server | None = None
@@ -76,7 +79,6 @@ class SandboxServer:
             0.05  # how soon the serve loop notices stop(): tests restart often
         )
         server.prepare()
-        self.port = server.bind_addr[1]
         self._server = server
         self._thread = threading.Thread(target=server.serve, name="sandbox-server", daemon=True)
         self._thread.start()
@@ -96,3 +98,10 @@ class SandboxServer:
                 self._close()
             elif self._started:
                 self._listen()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port

@@ -51,9 +51,14 @@ def _read_json(limit: int) -> Any:
             400, "invalid_request_error", f"The payload is larger than {limit // 1024} KB."
         )
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return json.loads(raw, parse_constant=_reject_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
         raise SegmentError(400, "invalid_request_error", "The payload is not valid JSON.") from None
+
+
+def _reject_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON, though Python's parser accepts them."""
+    raise ValueError(name)
 
 
 def _messages(kind: str, body: Any) -> list[Any]:
