@@ -135,6 +135,10 @@ class Store:
         with self._lock:
             return self._db.execute(sql, params).rowcount
 
+    def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._lock:
+            self._db.executemany(sql, rows)
+
     # --- deduplication -----------------------------------------------------------------------
 
     def first_sighting(self, message_id: str) -> bool:
@@ -182,11 +186,11 @@ class Store:
         return profile_id
 
     def attach(self, profile_id: str, identifiers: Sequence[Identifier], stamp: Stamp) -> None:
-        for i in identifiers:
-            self._run(
-                "INSERT OR IGNORE INTO identifiers"
-                " (collection, type, value, profile_id, source_id, created_at, first_message_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        self._run_many(
+            "INSERT OR IGNORE INTO identifiers"
+            " (collection, type, value, profile_id, source_id, created_at, first_message_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
                 (
                     i.collection,
                     i.type,
@@ -195,8 +199,10 @@ class Store:
                     stamp.source_id,
                     stamp.at,
                     stamp.message_id,
-                ),
-            )
+                )
+                for i in identifiers
+            ],
+        )
 
     def merge(self, survivor: str, others: Sequence[str]) -> None:
         """Fold `others` into `survivor`: identifiers, traits (last update wins), events, links."""
@@ -252,20 +258,21 @@ class Store:
         self, profile_id: str, traits: dict[str, Any], trait_class: str, stamp: Stamp
     ) -> None:
         """Apply traits with last-update-wins; a `None` value removes the trait."""
-        for key, value in traits.items():
-            if value is None:
-                self._run(
-                    "DELETE FROM traits WHERE profile_id = ? AND key = ? AND updated_at <= ?",
-                    (profile_id, key, stamp.at),
-                )
-                continue
-            self._run(
-                "INSERT INTO traits VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (profile_id, key)"
-                " DO UPDATE SET value = excluded.value, class = excluded.class,"
-                " source_id = excluded.source_id, updated_at = excluded.updated_at"
-                " WHERE excluded.updated_at >= traits.updated_at",
-                (profile_id, key, json.dumps(value), trait_class, stamp.source_id, stamp.at),
-            )
+        self._run_many(
+            "DELETE FROM traits WHERE profile_id = ? AND key = ? AND updated_at <= ?",
+            [(profile_id, key, stamp.at) for key, value in traits.items() if value is None],
+        )
+        self._run_many(
+            "INSERT INTO traits VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (profile_id, key)"
+            " DO UPDATE SET value = excluded.value, class = excluded.class,"
+            " source_id = excluded.source_id, updated_at = excluded.updated_at"
+            " WHERE excluded.updated_at >= traits.updated_at",
+            [
+                (profile_id, key, json.dumps(value), trait_class, stamp.source_id, stamp.at)
+                for key, value in traits.items()
+                if value is not None
+            ],
+        )
 
     def set_subscription(
         self, profile_id: str, channel: str, key: str, status: str, groups: Any, stamp: Stamp
