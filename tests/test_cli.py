@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from connector.sandbox.process import sandbox_process
 from tests.conftest import write_jsonl
 
 CONNECTOR = [sys.executable, "-m", "connector"]
@@ -22,26 +21,9 @@ CONNECTOR = [sys.executable, "-m", "connector"]
 @contextmanager
 def running_sandbox(*args: str) -> Iterator[tuple[str, str]]:
     """Start `connector sandbox`, yield (base url, everything it printed until ready)."""
-    with subprocess.Popen(
-        [*CONNECTOR, "sandbox", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    ) as process:
-        assert process.stdout is not None
-        printed = ""
-        try:
-            for line in process.stdout:
-                printed += line
-                if line.startswith("  try:"):
-                    break
-            match = re.search(r"Segment sandbox on (http://127\.0\.0\.1:\d+)", printed)
-            assert match, printed
-            yield match[1], printed
-        finally:
-            process.send_signal(signal.SIGINT)
-            assert process.wait(timeout=10) == 0
+    with sandbox_process(*args) as sandbox:
+        yield sandbox.url, sandbox.printed
+    assert sandbox.process.returncode == 0, "SIGINT stops the sandbox cleanly"
 
 
 def test_sandbox_serves_the_demo_data_and_prints_what_to_use() -> None:
