@@ -124,7 +124,14 @@ def sandbox(
     for value in agent_tokens:
         instance.agent_tokens.issue(token=value)
     printed = instance.agent_tokens.issue()
-    server = SandboxServer(instance, port).start()
+    try:
+        server = SandboxServer(instance, port).start()
+    except OSError as error:
+        instance.close()
+        raise click.ClickException(
+            f"cannot listen on 127.0.0.1:{port} ({error.__cause__ or error}); "
+            "choose another port with --port"
+        ) from None
     counts = instance.store.counts()
     click.echo(
         f"Segment sandbox on {server.url}\n"

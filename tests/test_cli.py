@@ -142,3 +142,17 @@ def test_help_lists_the_fixed_options() -> None:
     )
     for option in ("--port", "--space-id", "--token", "--data", "--agent-token", "--write-key"):
         assert option in result.stdout
+
+
+def test_a_busy_port_is_a_clear_error() -> None:
+    with running_sandbox() as (url, _):
+        port = url.rsplit(":", 1)[1]
+        result = subprocess.run(
+            [*CONNECTOR, "sandbox", "--port", port],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
