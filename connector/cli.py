@@ -140,10 +140,13 @@ def sandbox(
         f"  Profile API token (Basic user): {config.token}\n"
         f"  write key: {config.write_key}\n"
         f"  Twilio account: {config.twilio_account_sid} (auth token: {config.twilio_auth_token})\n"
-        f"  Flex agent token: {printed.token}\n"
-        f"  try: curl -u {config.token}: '{server.url}/v1/spaces/{config.space_id}"
-        f"/collections/users/profiles/user_id:u-ada/traits'"
+        f"  Flex agent token: {printed.token}"
     )
+    if counts["users"] == 0:
+        click.echo("  (no profiles yet: load some with --data demo, or send to the tracking API)")
+    lookup = f"{server.url}/v1/spaces/{config.space_id}/collections/users/profiles"
+    # The last line printed: tools wait for it (connector.sandbox.process.READY_LINE).
+    click.echo(f"  try: curl -u {config.token}: '{lookup}/phone:%2B14155550123/traits'")
     sys.stdout.flush()
     try:
         server.serve_forever()
