@@ -149,9 +149,7 @@ def sandbox(
     click.echo(f"  try: curl -u {config.token}: '{lookup}/phone:%2B14155550123/traits'")
     sys.stdout.flush()
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        server.serve_until_signalled()
     finally:
         instance.close()
 

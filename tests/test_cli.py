@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,7 +25,7 @@ def running_sandbox(*args: str) -> Iterator[tuple[str, str]]:
     """Start `connector sandbox`, yield (base url, everything it printed until ready)."""
     with sandbox_process(*args) as sandbox:
         yield sandbox.url, sandbox.printed
-    assert sandbox.process.returncode == 0, "SIGINT stops the sandbox cleanly"
+    assert sandbox.process.returncode == 0, "SIGTERM stops the sandbox cleanly"
 
 
 def test_sandbox_serves_the_demo_data_and_prints_what_to_use() -> None:
@@ -156,3 +158,18 @@ def test_a_busy_port_is_a_clear_error() -> None:
         )
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_sigint_stops_the_sandbox_even_when_the_shell_ignored_it() -> None:
+    # A shell's background job starts with SIGINT ignored; Ctrl-C must still stop the sandbox.
+    command = f"trap '' INT; exec {shlex.join(CONNECTOR)} sandbox --port 0"
+    with subprocess.Popen(["bash", "-c", command], stdout=subprocess.PIPE, text=True) as process:
+        assert process.stdout is not None
+        try:
+            for line in process.stdout:
+                if line.startswith("  try:"):
+                    break
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=10) == 0
+        finally:
+            process.kill()  # no-op once it exited; a stuck sandbox must not outlive the test

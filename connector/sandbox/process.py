@@ -23,7 +23,7 @@ class SandboxProcess:
 
 @contextmanager
 def sandbox_process(*args: str) -> Iterator[SandboxProcess]:
-    """Run `connector sandbox --port 0 ARGS...` until the block ends; stop it with SIGINT."""
+    """Run `connector sandbox --port 0 ARGS...` until the block ends; stop it with SIGTERM."""
     command = [sys.executable, "-m", "connector", "sandbox", "--port", "0", *args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(  # noqa: S603 - our own interpreter and command, no shell
@@ -41,5 +41,5 @@ def sandbox_process(*args: str) -> Iterator[SandboxProcess]:
         try:
             yield SandboxProcess(match[1], printed, process)
         finally:
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signal.SIGTERM)
             process.wait(timeout=10)

@@ -6,6 +6,7 @@ connection pooling can only be seen (and measured) against a server that does to
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 
@@ -53,11 +54,18 @@ class SandboxServer:
             self._started = False
             self._close()
 
-    def serve_forever(self) -> None:
-        """Block until interrupted (for the CLI)."""
+    def serve_until_signalled(self) -> None:
+        """Serve until SIGINT or SIGTERM (for the CLI).
+
+        Handlers are installed explicitly: a process started in the background by a shell
+        inherits SIGINT as ignored, and process managers stop services with SIGTERM.
+        """
+        stopping = threading.Event()
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, lambda *_: stopping.set())
         self.start()
         try:
-            threading.Event().wait()
+            stopping.wait()
         finally:
             self.stop()
 
