@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -13,6 +15,18 @@ from connector.sandbox.faults import Faults
 from connector.sandbox.server import SandboxServer
 
 DEFAULTS = SandboxConfig()
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM.
+
+    Handlers are installed explicitly: a process started in the background by a shell
+    inherits SIGINT as ignored, and process managers stop services with SIGTERM.
+    """
+    stopping = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stopping.set())
+    return stopping
 
 
 @click.group()
@@ -124,6 +138,7 @@ def sandbox(
     for value in agent_tokens:
         instance.agent_tokens.issue(token=value)
     printed = instance.agent_tokens.issue()
+    stopping = stop_on_signals()  # before anything is printed: a caller may signal at once
     try:
         server = SandboxServer(instance, port).start()
     except OSError as error:
@@ -148,10 +163,9 @@ def sandbox(
     # The last line printed: tools wait for it (connector.sandbox.process.READY_LINE).
     click.echo(f"  try: curl -u {config.token}: '{lookup}/phone:%2B14155550123/traits'")
     sys.stdout.flush()
-    try:
-        server.serve_until_signalled()
-    finally:
-        instance.close()
+    stopping.wait()
+    server.stop()
+    instance.close()
 
 
 @main.command("generate-data")

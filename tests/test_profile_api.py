@@ -446,3 +446,18 @@ def test_more_than_the_space_rate_gets_429_rate_limit_error(make_sandbox: Sandbo
     assert limited.json()["error"]["code"] == "rate_limit_error"
     stats = running.control.stats()["profile_api"]["by_status"]
     assert stats["429"] >= 1
+
+
+def test_stats_count_every_request_by_section_and_identifier_as_sent(
+    make_sandbox: SandboxFactory,
+) -> None:
+    running = make_sandbox(contract_messages()[3:4])
+    running.profile("phone:%2B14155550123", "traits", encode=False)
+    running.profile("phone:+14155550123", "traits", encode=False)
+    running.profile("user_id:nobody", "events")
+    running.profile("user_id:u-phone", "links", limit=500)
+    stats = running.control.stats(detail=True)["profile_api"]
+    assert stats["by_section"] == {"traits": 2, "events": 1, "links": 1}
+    assert stats["by_status"] == {"200": 1, "404": 2, "400": 1}
+    assert stats["by_lookup"]["traits phone:%2B14155550123"] == 1
+    assert stats["by_lookup"]["traits phone:+14155550123"] == 1

@@ -93,6 +93,7 @@ def test_wrong_or_missing_write_key_is_200_but_dropped(
         ({"type": "track", "userId": "u4"}, "missing_event_name"),
         ({"type": "track", "userId": "u4", "event": ""}, "missing_event_name"),
         ({"type": "group", "userId": "u4"}, "missing_group_id"),
+        ({"type": "group", "userId": "u4", "groupId": "null"}, "no_usable_group_id"),
         ({"type": "launch", "userId": "u4"}, "unknown_type"),
         ("just a string", "not_an_object"),
         (
@@ -106,6 +107,7 @@ def test_unusable_messages_are_accepted_then_dropped(
 ) -> None:
     assert post(sandbox, "/v1/batch", {"batch": [message]}).status_code == 200
     assert sandbox.control.stats()["tracking"]["dropped"] == {reason: 1}
+    assert sandbox.profile("user_id:u4", "metadata").status_code == 404  # nothing half-applied
 
 
 @pytest.mark.parametrize(

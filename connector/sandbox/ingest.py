@@ -74,20 +74,19 @@ class Ingestor:
         )
         stamp = Stamp(iso(moment), message_id, source_id)
         found = self.rules.identifiers_in(message)
-        user = self._resolve([i for i in found if i.collection == "users"], "users", stamp)
+        users = [i for i in found if i.collection == "users"]
+        accounts = [i for i in found if i.collection == "accounts"]
+        if message["type"] == "group" and not accounts:
+            return "no_usable_group_id"  # checked first: a message applies whole or not at all
+        user = self._resolve(users, "users", stamp)
         if user is None:
             return "no_usable_identifier"
-        self._apply(
-            message, user, [i for i in found if i.collection == "users"], stamp, micros(moment)
-        )
+        self._apply(message, user, users, stamp, micros(moment))
         if message["type"] == "group":
-            account = self._resolve(
-                [i for i in found if i.collection == "accounts"], "accounts", stamp
-            )
-            if account is None:
-                return "no_usable_group_id"
-            self._set_traits(account, message, stamp)
-            self.store.link(user, account, stamp.at)
+            account = self._resolve(accounts, "accounts", stamp)
+            if account is not None:
+                self._set_traits(account, message, stamp)
+                self.store.link(user, account, stamp.at)
         return None
 
     def _resolve(self, identifiers: list[Identifier], collection: str, stamp: Stamp) -> str | None:

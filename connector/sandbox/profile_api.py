@@ -41,37 +41,36 @@ Section = Callable[[Sandbox, Profile], dict[str, Any]]
 @profile_api.get("/v1/spaces/<path:_rest>")
 def profile_route(_rest: str) -> Response:
     sandbox: Sandbox = current_app.extensions["sandbox"]
-    section, status, identifier = "unknown", 500, None
+    match = ROUTE.match(raw_path())
+    section = match["section"] if match and match["section"] in SECTIONS else "unknown"
+    status = 500
     try:
-        section, identifier, body = _answer(sandbox)
+        body = _answer(sandbox, match)
         status = 200
         return jsonify(body)
     except SegmentError as error:
         status = error.status
         raise
-    finally:
-        sandbox.stats.profile_request(section, status, identifier)
+    finally:  # counted by section and by the identifier exactly as the client sent it
+        sandbox.stats.profile_request(section, status, match["id"] if match else None)
 
 
-def _answer(sandbox: Sandbox) -> tuple[str, str | None, dict[str, Any]]:
+def _answer(sandbox: Sandbox, match: re.Match[str] | None) -> dict[str, Any]:
     if basic_user() != (sandbox.config.token, ""):
         raise SegmentError(
             401, "authentication_error", "Failure to properly authenticate yourself in the request."
         )
-    match = ROUTE.match(raw_path())
     if match is None or match["section"] not in SECTIONS:
         raise SegmentError(404, "not_found", "The requested route was not found.")
-    section = match["section"]
     if _decode(match["space"], "space_id") != sandbox.config.space_id:
         raise SegmentError(404, "not_found", "Space was not found.")
     if not sandbox.limiter.allow(sandbox.config.space_id):
         raise SegmentError(429, "rate_limit_error", "Too many requests hit the API too quickly.")
     collection = _collection(_decode(match["collection"], "collection"))
-    key = _identifier(match["id"], collection)
-    profile = sandbox.store.find(collection, key)
+    profile = sandbox.store.find(collection, _identifier(match["id"], collection))
     if profile is None:
         raise SegmentError(404, "not_found", "Profile was not found.")
-    return section, str(key), SECTIONS[section](sandbox, profile)
+    return SECTIONS[match["section"]](sandbox, profile)
 
 
 def _decode(raw: str, name: str) -> str:

@@ -6,7 +6,6 @@ connection pooling can only be seen (and measured) against a server that does to
 
 from __future__ import annotations
 
-import signal
 import socket
 import threading
 
@@ -53,21 +52,6 @@ class SandboxServer:
         with self._lock:
             self._started = False
             self._close()
-
-    def serve_until_signalled(self) -> None:
-        """Serve until SIGINT or SIGTERM (for the CLI).
-
-        Handlers are installed explicitly: a process started in the background by a shell
-        inherits SIGINT as ignored, and process managers stop services with SIGTERM.
-        """
-        stopping = threading.Event()
-        for number in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(number, lambda *_: stopping.set())
-        self.start()
-        try:
-            stopping.wait()
-        finally:
-            self.stop()
 
     def __enter__(self) -> SandboxServer:
         return self.start()
