@@ -1,0 +1,289 @@
+"""The connection file (`config/connection.toml`): validation, secrets from the environment, reload.
+
+The file is the admin's interface: every key is validated with unknown keys refused, so a typo is
+reported with the file, the key and the reason. Secrets never live in it; it names the
+environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import logging
+import os
+import re
+import threading
+import time
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import phonenumbers
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+log = logging.getLogger(__name__)
+
+REGION_URLS = {"us": "https://profiles.segment.com", "eu": "https://profiles.euw1.segment.com"}
+TRACKING_URLS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
+DEFAULT_CONFIG = Path("config/connection.toml")
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+Key = Annotated[str, Field(min_length=1, max_length=200)]
+Label = Annotated[str, Field(min_length=1, max_length=100)]
+IdentifierType = Annotated[str, Field(pattern=r"^[a-z0-9_.\-]{1,100}$")]
+HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s/]+(/[^\s]*)?$")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConnectionSection(_Section):
+    friendly_name: Label
+    space_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,100}$")]
+    region: Literal["us", "eu"] = "us"
+    profile_api_url: HttpUrl | None = None
+    token_env: EnvName = "SEGMENT_PROFILE_API_TOKEN"  # noqa: S105 - a variable name, not a secret
+
+
+PhoneFormat = Literal["e164", "e164_digits", "national", "international"]
+
+
+class LookupSection(_Section):
+    default_country: str = "US"
+    phone_identifiers: list[IdentifierType] = Field(default=["phone"], min_length=1)
+    phone_formats: list[PhoneFormat] = Field(default=["e164"], min_length=1)
+    email_identifiers: list[IdentifierType] = Field(default=["email"], min_length=1)
+    timeout_seconds: float = Field(default=4.0, ge=0.5, le=9.0)
+    events_limit: int = Field(default=10, ge=0, le=100)
+    card_ttl_seconds: float = Field(default=60.0, ge=0)
+    not_found_ttl_seconds: float = Field(default=10.0, ge=0)
+    stale_for_seconds: float = Field(default=900.0, ge=0)
+    cache_size: int = Field(default=10_000, ge=1)
+    rate_limit: float = Field(default=100.0, gt=0)
+
+    @field_validator("default_country")
+    @classmethod
+    def _known_country(cls, value: str) -> str:
+        if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not an ISO 3166 country code phonenumbers knows")
+        return value.upper()
+
+
+TraitFormat = Literal["text", "number", "currency", "date", "boolean", "percent"]
+
+
+class IdentifierDisplay(_Section):
+    type: IdentifierType
+    label: Label
+
+
+class TraitDisplay(_Section):
+    key: Key
+    label: Label
+    format: TraitFormat = "text"
+
+
+class LabelledKey(_Section):
+    key: Key
+    label: Label
+
+
+class CardSection(_Section):
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    since_traits: list[Key] = ["customer_since", "created_at"]
+
+
+class CorsSection(_Section):
+    allowed_origins: list[HttpUrl] = ["https://flex.twilio.com"]
+
+
+class WritebackSection(_Section):
+    enabled: bool = False
+    write_key_env: EnvName = "SEGMENT_WRITE_KEY"
+    tracking_api_url: HttpUrl | None = None
+
+
+class ConnectionFile(_Section):
+    """The whole file, as an admin writes it."""
+
+    connection: ConnectionSection
+    lookup: LookupSection = LookupSection()
+    identifiers: list[IdentifierDisplay] = []
+    traits: list[TraitDisplay] = []
+    audiences: list[LabelledKey] = []
+    computed_traits: list[LabelledKey] = []
+    card: CardSection = CardSection()
+    cors: CorsSection = CorsSection()
+    writeback: WritebackSection = WritebackSection()
+
+    @model_validator(mode="after")
+    def _no_duplicates(self) -> ConnectionFile:
+        for name, keys in (
+            ("identifiers", [i.type for i in self.identifiers]),
+            ("traits", [t.key for t in self.traits]),
+            ("audiences", [a.key for a in self.audiences]),
+            ("computed_traits", [c.key for c in self.computed_traits]),
+        ):
+            repeated = sorted({k for k in keys if keys.count(k) > 1})
+            if repeated:
+                raise ValueError(f"{name} lists {', '.join(repeated)} more than once")
+        return self
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A validated connection with its secrets, as the service uses it."""
+
+    file: ConnectionFile
+    token: SecretStr
+    write_key: SecretStr | None
+    version: str
+    path: Path
+
+    @property
+    def profile_api_url(self) -> str:
+        section = self.file.connection
+        return (section.profile_api_url or REGION_URLS[section.region]).rstrip("/")
+
+    @property
+    def tracking_api_url(self) -> str:
+        return (
+            self.file.writeback.tracking_api_url or TRACKING_URLS[self.file.connection.region]
+        ).rstrip("/")
+
+
+class ConfigError(ValueError):
+    """A connection file the service refuses, with the file, the key and the reason."""
+
+    def __init__(self, path: Path, key: str | None, reason: str) -> None:
+        self.path, self.key, self.reason = path, key, reason
+        where = f"{path}: {key}" if key else str(path)
+        super().__init__(f"{where}: {reason}")
+
+
+def load_connection(path: Path, environ: Mapping[str, str] = os.environ) -> Connection:
+    """Read, validate and resolve secrets; raise ConfigError naming what is wrong."""
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(path, None, f"cannot read the file ({error.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(path, None, f"not valid TOML ({error})") from None
+    try:
+        file = ConnectionFile.model_validate(data)
+    except ValidationError as error:
+        # An unknown key first: a typo also makes the intended key "missing", and the typo is
+        # what the admin must fix.
+        first = min(error.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        raise ConfigError(path, _dotted(first["loc"]) or None, _reason(first)) from None
+    token = _secret(path, environ, "connection.token_env", file.connection.token_env)
+    write_key = None
+    if file.writeback.enabled:
+        write_key = _secret(path, environ, "writeback.write_key_env", file.writeback.write_key_env)
+    version = hashlib.sha256(raw).hexdigest()[:16]
+    return Connection(file, token, write_key, version, path)
+
+
+def _secret(path: Path, environ: Mapping[str, str], key: str, name: str) -> SecretStr:
+    value = environ.get(name, "")
+    if not value.strip():
+        raise ConfigError(path, key, f"the environment variable {name} is not set")
+    return SecretStr(value.strip())
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
+
+
+def _reason(error: Mapping[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key" + _did_you_mean(error["loc"])
+    if error["type"] == "missing":
+        return "required key is missing"
+    message = str(error["msg"])
+    return re.sub(r"^Value error, ", "", message)
+
+
+def _did_you_mean(loc: tuple[int | str, ...]) -> str:
+    """A suggestion for a misspelt key, from the keys its section accepts."""
+    model: type[BaseModel] = ConnectionFile
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        annotation = model.model_fields[str(part)].annotation
+        inner = getattr(annotation, "__args__", (annotation,))[0]
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            return ""
+        model = inner
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f" (did you mean {close[0]}?)" if close else " (see config/connection.example.toml)"
+
+
+class ConnectionHolder:
+    """The current connection, re-read when its file changes; a bad edit keeps the last good one.
+
+    Checking is a `stat` at most once per `check_every` seconds, done by whichever request
+    comes along: no watcher thread, so it behaves the same in every gunicorn worker.
+    """
+
+    def __init__(
+        self, path: Path, environ: Mapping[str, str] = os.environ, check_every: float = 1.0
+    ) -> None:
+        self.path = path
+        self._environ = environ
+        self._check_every = check_every
+        self._lock = threading.Lock()
+        self._connection = load_connection(path, environ)
+        self._stamp = _file_stamp(path)
+        self._checked = time.monotonic()
+        self.error: ConfigError | None = None
+
+    def current(self) -> Connection:
+        if time.monotonic() - self._checked >= self._check_every:
+            self.reload_if_changed()
+        return self._connection
+
+    def reload_if_changed(self) -> None:
+        with self._lock:
+            self._checked = time.monotonic()
+            stamp = _file_stamp(self.path)
+            if stamp == self._stamp:
+                return
+            self._stamp = stamp
+            try:
+                connection = load_connection(self.path, self._environ)
+            except ConfigError as error:
+                self.error = error
+                log.error("connection file refused, still serving the last good one: %s", error)
+                return
+            if connection.version != self._connection.version:
+                log.info("connection file reloaded (version %s)", connection.version)
+            self._connection, self.error = connection, None
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def config_path(explicit: str | Path | None = None) -> Path:
+    """`--config`, else CONNECTOR_CONFIG, else config/connection.toml."""
+    return Path(explicit or os.environ.get("CONNECTOR_CONFIG") or DEFAULT_CONFIG)

@@ -1,0 +1,174 @@
+"""The connection file: file, key and reason for every refusal; secrets; reload."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from connector.settings import ConfigError, ConnectionHolder, load_connection
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {"SEGMENT_PROFILE_API_TOKEN": "tok-very-secret", "SEGMENT_WRITE_KEY": "wk-very-secret"}
+GOOD = """
+[connection]
+friendly_name = "Owl Goods"
+space_id = "spa_1"
+token_env = "SEGMENT_PROFILE_API_TOKEN"
+
+[[traits]]
+key = "plan"
+label = "Plan"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "connection.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("name", ["connection.example.toml", "demo.toml"])
+def test_shipped_files_are_valid(name: str) -> None:
+    connection = load_connection(ROOT / "config" / name, ENV)
+    assert connection.file.connection.friendly_name
+
+
+def test_regions_and_overrides(tmp_path: Path) -> None:
+    us = load_connection(write(tmp_path, GOOD), ENV)
+    assert us.profile_api_url == "https://profiles.segment.com"
+    assert us.tracking_api_url == "https://api.segment.io"
+    eu = load_connection(
+        write(tmp_path, GOOD.replace('space_id = "spa_1"', 'space_id = "spa_1"\nregion = "eu"')),
+        ENV,
+    )
+    assert eu.profile_api_url == "https://profiles.euw1.segment.com"
+    assert eu.tracking_api_url == "https://events.eu1.segmentapis.com"
+    local = load_connection(
+        write(
+            tmp_path,
+            GOOD.replace(
+                'space_id = "spa_1"', 'space_id = "spa_1"\nprofile_api_url = "http://127.0.0.1:9/"'
+            ),
+        ),
+        ENV,
+    )
+    assert local.profile_api_url == "http://127.0.0.1:9"
+
+
+BAD_EDITS = [
+    (
+        GOOD.replace("friendly_name", "frendly_name"),
+        "connection.frendly_name",
+        "unknown key (did you mean friendly_name?)",
+    ),
+    (GOOD + "[lookup]\ntimeout = 3\n", "lookup.timeout", "did you mean timeout_seconds?"),
+    (GOOD + '[[traits]]\nkey = "x"\nlable = "X"\n', "traits[1].lable", "did you mean label?"),
+    (GOOD + "[lokup]\n", "lokup", "did you mean lookup?"),
+    (GOOD.replace('space_id = "spa_1"\n', ""), "connection.space_id", "missing"),
+    (
+        GOOD.replace('space_id = "spa_1"', 'space_id = "spa_1"\nregion = "mars"'),
+        "connection.region",
+        "'us' or 'eu'",
+    ),
+    (GOOD + "[lookup]\ntimeout_seconds = 20\n", "lookup.timeout_seconds", "less than or equal"),
+    (GOOD + '[lookup]\ndefault_country = "XX"\n', "lookup.default_country", "country code"),
+    (GOOD + '[lookup]\nphone_formats = ["e.164"]\n', "lookup.phone_formats[0]", "e164"),
+    (GOOD + '[[traits]]\nkey = "city"\nlabel = ""\n', "traits[1].label", "at least 1"),
+    (GOOD + '[[traits]]\nkey = "plan"\nlabel = "Again"\n', None, "plan more than once"),
+    (
+        GOOD + '[[traits]]\nkey = "x"\nlabel = "X"\nformat = "money"\n',
+        "traits[1].format",
+        "'currency'",
+    ),
+    (
+        GOOD + '[cors]\nallowed_origins = ["flex.twilio.com"]\n',
+        "cors.allowed_origins[0]",
+        "pattern",
+    ),
+    (
+        GOOD.replace('token_env = "SEGMENT_PROFILE_API_TOKEN"', 'token_env = "NOT_SET_ANYWHERE"'),
+        "connection.token_env",
+        "NOT_SET_ANYWHERE is not set",
+    ),
+    (
+        GOOD + '[writeback]\nenabled = true\nwrite_key_env = "MISSING_KEY"\n',
+        "writeback.write_key_env",
+        "MISSING_KEY is not set",
+    ),
+    (GOOD + "[connection\n", None, "not valid TOML"),
+    (GOOD + "[lookup]\ndefault_country = +1\n", "lookup.default_country", "valid string"),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "reason"), BAD_EDITS)
+def test_bad_files_name_file_key_and_reason(
+    tmp_path: Path, text: str, key: str | None, reason: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_connection(path, ENV)
+    assert caught.value.key == key
+    assert reason in caught.value.reason
+    assert str(caught.value).startswith(str(path))
+    for secret in ENV.values():
+        assert secret not in str(caught.value)
+
+
+def test_secrets_come_from_the_environment_and_never_show(tmp_path: Path) -> None:
+    connection = load_connection(write(tmp_path, GOOD), ENV)
+    assert connection.token.get_secret_value() == "tok-very-secret"
+    assert "tok-very-secret" not in repr(connection) and "tok-very-secret" not in str(connection)
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_connection(tmp_path / "absent.toml", ENV)
+
+
+def bump(path: Path, text: str) -> None:
+    """Rewrite the file so that its modification time surely changes."""
+    before = path.stat().st_mtime_ns
+    path.write_text(text, encoding="utf-8")
+    os.utime(path, ns=(before + 10**9, before + 10**9))
+
+
+def test_reload_applies_a_good_edit_and_keeps_the_last_good_on_a_bad_one(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    holder = ConnectionHolder(path, ENV, check_every=0)
+    first = holder.current()
+    bump(path, GOOD.replace("Owl Goods", "Owl Goods (renamed)"))
+    renamed = holder.current()
+    assert renamed.file.connection.friendly_name == "Owl Goods (renamed)"
+    assert renamed.version != first.version and error_of(holder) is None
+
+    bump(path, GOOD.replace("friendly_name", "frendly_name"))
+    assert holder.current() is renamed
+    error = error_of(holder)
+    assert error is not None and error.key == "connection.frendly_name"
+
+    path.unlink()
+    assert holder.current() is renamed and "cannot read" in str(error_of(holder))
+
+    write(tmp_path, GOOD)
+    assert holder.current().file.connection.friendly_name == "Owl Goods"
+    assert error_of(holder) is None
+
+
+def error_of(holder: ConnectionHolder) -> ConfigError | None:
+    return holder.error
+
+
+def test_reload_checks_at_most_once_per_interval(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    holder = ConnectionHolder(path, ENV, check_every=3600)
+    bump(path, GOOD.replace("Owl Goods", "Later"))
+    assert holder.current().file.connection.friendly_name == "Owl Goods"
+    holder.reload_if_changed()
+    assert holder.current().file.connection.friendly_name == "Later"
+
+
+def test_an_invalid_file_at_start_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        ConnectionHolder(write(tmp_path, "[connection]\n"), ENV)
