@@ -1,4 +1,14 @@
-"""Error bodies in Segment's shape, the one format every JSON error of this project uses."""
+"""The connector's errors, and the one place that turns them into JSON bodies in Segment's shape.
+
+ConnectorError                      status, code, message
+├── BadRequest                      400 invalid_request_error (the caller's input)
+└── ProfileApiError                 Segment's answer, with its Request-Id
+    ├── ProfileNotFound             404 from Segment (a lookup's normal "no")
+    ├── AuthenticationFailed        Segment refused our token: 502 to our caller
+    ├── UpstreamInvalidRequest      Segment refused our request: 502
+    ├── RateLimited                 429 from Segment or our own budget: 503
+    └── UpstreamUnavailable         5xx, timeouts, refused connections: 503
+"""
 
 from __future__ import annotations
 
@@ -17,3 +27,75 @@ def error_response(status: int, code: str, message: str) -> Response:
     response = jsonify(error_body(code, message))
     response.status_code = status
     return response
+
+
+class ConnectorError(Exception):
+    status = 500
+    code = "server_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def response(self) -> Response:
+        return error_response(self.status, self.code, self.message)
+
+
+class BadRequest(ConnectorError):
+    status = 400
+    code = "invalid_request_error"
+
+
+class ProfileApiError(ConnectorError):
+    """An answer (or silence) from Segment's Profile API."""
+
+    status = 503
+    code = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.upstream_status = status
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+    def response(self) -> Response:
+        # Segment's message stays in our logs; callers get a message about us, not our upstream.
+        suffix = f" (Segment Request-Id {self.request_id})" if self.request_id else ""
+        return error_response(self.status, self.code, self.public_message + suffix)
+
+    public_message = "Segment's Profile API is unavailable; try again shortly."
+
+
+class ProfileNotFound(ProfileApiError):
+    status = 404
+    code = "not_found"
+
+
+class AuthenticationFailed(ProfileApiError):
+    status = 502
+    code = "upstream_authentication_error"
+    public_message = "Segment refused the connector's Profile API token; check the connection."
+
+
+class UpstreamInvalidRequest(ProfileApiError):
+    status = 502
+    code = "upstream_invalid_request"
+    public_message = "Segment refused the connector's request."
+
+
+class RateLimited(ProfileApiError):
+    status = 503
+    code = "rate_limit_error"
+    public_message = "The space's Profile API rate limit is reached; try again shortly."
+
+
+class UpstreamUnavailable(ProfileApiError):
+    status = 503
+    code = "upstream_unavailable"

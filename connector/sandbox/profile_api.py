@@ -41,18 +41,18 @@ Section = Callable[[Sandbox, Profile], dict[str, Any]]
 @profile_api.get("/v1/spaces/<path:_rest>")
 def profile_route(_rest: str) -> Response:
     sandbox: Sandbox = current_app.extensions["sandbox"]
+    return jsonify(_answer(sandbox, ROUTE.match(raw_path())))
+
+
+@profile_api.after_request
+def count(response: Response) -> Response:
+    """Count every request that reached the Profile API, faulted ones included."""
+    sandbox: Sandbox = current_app.extensions["sandbox"]
     match = ROUTE.match(raw_path())
     section = match["section"] if match and match["section"] in SECTIONS else "unknown"
-    status = 500
-    try:
-        body = _answer(sandbox, match)
-        status = 200
-        return jsonify(body)
-    except SegmentError as error:
-        status = error.status
-        raise
-    finally:  # counted by section and by the identifier exactly as the client sent it
-        sandbox.stats.profile_request(section, status, match["id"] if match else None)
+    # by section, and by the identifier exactly as the client sent it
+    sandbox.stats.profile_request(section, response.status_code, match["id"] if match else None)
+    return response
 
 
 def _answer(sandbox: Sandbox, match: re.Match[str] | None) -> dict[str, Any]:

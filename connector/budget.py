@@ -1,0 +1,72 @@
+"""Deadlines and the client-side request budget for a space (Segment allows 100 requests/s)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+
+class Deadline:
+    """A point in time a whole lookup must finish by, retries included."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.expires_at = clock() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self.expires_at - self._clock())
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+
+class RateBudget(Protocol):
+    """Permission to send one request to a space's Profile API."""
+
+    def acquire(self, space_id: str, deadline: Deadline) -> bool:
+        """Wait for a slot; False when none comes before the deadline."""
+        ...
+
+
+class LocalRateBudget:
+    """A token bucket per space, shared by the threads of one process.
+
+    With several worker processes, each is given its share of the space's rate so that together
+    they stay under Segment's limit; a budget shared through Redis can take its place.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def acquire(self, space_id: str, deadline: Deadline) -> bool:
+        while True:
+            wait = self._take(space_id)
+            if wait == 0:
+                return True
+            if wait >= deadline.remaining():
+                return False
+            self._sleep(wait)
+
+    def _take(self, space_id: str) -> float:
+        """0 when a token was taken, else how long until one is due."""
+        with self._lock:
+            now = self._clock()
+            tokens, last = self._buckets.get(space_id, (self.rate, now))
+            tokens = min(self.rate, tokens + (now - last) * self.rate)
+            if tokens >= 1:
+                self._buckets[space_id] = (tokens - 1, now)
+                return 0.0
+            self._buckets[space_id] = (tokens, now)
+            return (1 - tokens) / self.rate
