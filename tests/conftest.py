@@ -11,9 +11,12 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from flask import Flask
 
+from connector.app import AppSettings, create_app
 from connector.sandbox import Sandbox, SandboxConfig, SandboxServer
 from connector.sandbox.control_client import SandboxControl
+from connector.sandbox.server import LoopbackServer
 
 SPACE = "spa_test"
 TOKEN = "test-profile-token"
@@ -101,3 +104,61 @@ def demo() -> Iterator[RunningSandbox]:
 def write_jsonl(path: Path, messages: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(m) + "\n" for m in messages), encoding="utf-8")
     return path
+
+
+# --- the connector, served on loopback against a sandbox -------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_CONFIG = (ROOT / "config" / "demo.toml").read_text(encoding="utf-8")
+
+
+def connection_toml(sandbox_url: str, extra: str = "", **lookup: Any) -> str:
+    """The demo connection file, pointed at a test sandbox, with `lookup` keys overridden."""
+    text = DEMO_CONFIG.replace('space_id = "spa_sandbox"', f'space_id = "{SPACE}"')
+    text = text.replace(
+        'profile_api_url = "http://127.0.0.1:8087"', f'profile_api_url = "{sandbox_url}"'
+    )
+    settings = "".join(f"{key} = {json.dumps(value)}\n" for key, value in lookup.items())
+    return text.replace("[lookup]\n", "[lookup]\n" + settings, 1) + extra
+
+
+@dataclass
+class RunningConnector:
+    server: LoopbackServer
+    app: Flask
+    config: Path
+    http: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.http = httpx.Client(base_url=self.server.url, timeout=15)
+
+    def card(self, **params: str) -> httpx.Response:
+        return self.http.get("/v1/cards", params=params)
+
+    def close(self) -> None:
+        self.http.close()
+        self.server.stop()
+        self.app.extensions["cards"].close()
+
+
+ConnectorFactory = Callable[..., RunningConnector]
+
+
+@pytest.fixture
+def make_connector(tmp_path: Path) -> Iterator[ConnectorFactory]:
+    started: list[RunningConnector] = []
+
+    def factory(
+        sandbox: RunningSandbox, extra: str = "", token: str = TOKEN, **lookup: Any
+    ) -> RunningConnector:
+        config = tmp_path / f"connection-{len(started)}.toml"
+        config.write_text(connection_toml(sandbox.url, extra, **lookup), encoding="utf-8")
+        environ = {"SEGMENT_PROFILE_API_TOKEN": token}
+        app = create_app(AppSettings(config_path=config, environ=environ, reload_every=0.0))
+        running = RunningConnector(LoopbackServer(app).start(), app, config)
+        started.append(running)
+        return running
+
+    yield factory
+    for running in started:
+        running.close()

@@ -213,6 +213,15 @@ def test_profiles_are_found_by_segment_id(api: RunningSandbox) -> None:
 # --- traits ---------------------------------------------------------------------------------
 
 
+def test_cursor_urls_name_the_profile_by_segment_id(api: RunningSandbox) -> None:
+    cursor = api.profile("user_id:u-many", "traits").json()["cursor"]
+    assert cursor["url"].startswith(f"/v1/spaces/{SPACE}/collections/users/profiles/use_")
+    assert (
+        cursor["url"].split("/")[7]
+        == api.profile("user_id:u-many", "events", limit=1).json()["cursor"]["url"].split("/")[7]
+    )
+
+
 def test_traits_default_to_a_page_of_ten(api: RunningSandbox) -> None:
     body = api.profile("user_id:u-many", "traits").json()
     assert list(body["traits"]) == ["orders_90d"] + [f"t_{n:03d}" for n in range(9)]

@@ -171,12 +171,16 @@ def _bad_cursor() -> SegmentError:
     return SegmentError(400, "invalid_request_error", "The parameter `next` is not a valid cursor.")
 
 
-def _cursor(rows: list[Any], limit: int, encode: Callable[[Any], str]) -> dict[str, Any]:
-    """Segment's cursor: `next` indexes the first item of the next page."""
+def _cursor(
+    profile: Profile, rows: list[Any], limit: int, encode: Callable[[Any], str]
+) -> dict[str, Any]:
+    """Segment's cursor: `next` indexes the first item of the next page; `url` names the
+    profile by its segment id, as in Segment's own examples."""
     has_more = len(rows) > limit
     next_value = encode(rows[limit]) if has_more else ""
     query = {k: v for k, v in request.args.items() if k != "next"}
-    url = raw_path()
+    profiles, _, section = raw_path().rsplit("/", 2)
+    url = f"{profiles}/{profile.id}/{section}"
     if has_more:
         url += "?" + urlencode({**query, "next": next_value})
     return {"url": url, "has_more": has_more, "next": next_value, "limit": limit}
@@ -203,7 +207,7 @@ def traits(sandbox: Sandbox, profile: Profile) -> dict[str, Any]:
         key: ({"value": value, "source_id": source, "updated_at": updated} if verbose else value)
         for key, value, source, updated in rows[:limit]
     }
-    return {"traits": page, "cursor": _cursor(rows, limit, lambda row: row[0])}
+    return {"traits": page, "cursor": _cursor(profile, rows, limit, lambda row: row[0])}
 
 
 def external_ids(sandbox: Sandbox, profile: Profile) -> dict[str, Any]:
@@ -213,7 +217,7 @@ def external_ids(sandbox: Sandbox, profile: Profile) -> dict[str, Any]:
     rows = sandbox.store.external_ids(profile.id, _names("include"), start, limit + 1)
     return {
         "data": [entry for _, entry in rows[:limit]],
-        "cursor": _cursor(rows, limit, lambda row: f"map_{row[0]}"),
+        "cursor": _cursor(profile, rows, limit, lambda row: f"map_{row[0]}"),
     }
 
 
@@ -245,7 +249,7 @@ def events(sandbox: Sandbox, profile: Profile) -> dict[str, Any]:
         limit=limit + 1,
     )
     data = [{**body, "related": {profile.collection: profile.id}} for _, _, body in rows[:limit]]
-    return {"data": data, "cursor": _cursor(rows, limit, _encode_event_cursor)}
+    return {"data": data, "cursor": _cursor(profile, rows, limit, _encode_event_cursor)}
 
 
 def _encode_event_cursor(row: tuple[int, str, Any]) -> str:
@@ -277,7 +281,7 @@ def links(sandbox: Sandbox, profile: Profile) -> dict[str, Any]:
         {"to_collection": other, "external_ids": external_ids_of(sandbox.store, linked)}
         for linked in ids[:limit]
     ]
-    return {"data": data, "cursor": _cursor(ids, limit, str)}
+    return {"data": data, "cursor": _cursor(profile, ids, limit, str)}
 
 
 SECTIONS: dict[str, Section] = {

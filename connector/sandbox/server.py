@@ -1,4 +1,4 @@
-"""A loopback HTTP/1.1 server for the sandbox, able to refuse connections during an outage.
+"""Loopback HTTP/1.1 servers: any WSGI app, and the sandbox, which can refuse connections.
 
 Cheroot, not werkzeug's development server: Segment keeps connections alive, and a client's
 connection pooling can only be seen (and measured) against a server that does too.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from cheroot.wsgi import Server
 
@@ -16,33 +18,28 @@ from connector.sandbox.core import Sandbox
 from connector.sandbox.faults import Faults
 
 HOST = "127.0.0.1"
+WSGIApp = Callable[..., Any]
 
 
-class SandboxServer:
-    """Serves a Sandbox on 127.0.0.1 from a background thread pool.
+class LoopbackServer:
+    """Serves a WSGI app on 127.0.0.1 from a background thread pool; stoppable and restartable."""
 
-    An outage with `outage="refuse"` closes the listening socket, so clients get a real
-    "connection refused"; when it ends the server listens again on the same port.
-    """
-
-    def __init__(self, sandbox: Sandbox, port: int = 0, threads: int = 64) -> None:
-        self.sandbox = sandbox
-        self.app = create_sandbox_app(sandbox)
+    def __init__(self, app: WSGIApp, port: int = 0, threads: int = 64) -> None:
+        self.app = app
         # A fixed port, even when any will do: cheroot sets SO_REUSEADDR only on fixed ports, and
-        # without it the port cannot be bound again after a "refuse" outage (TIME_WAIT).
+        # without it the port cannot be bound again after a stop (TIME_WAIT).
         self.port = port or _free_port()
         self.threads = threads
         self._lock = threading.Lock()
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._started = False
-        sandbox.faults.on_change(self._follow_outage)
 
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def start(self) -> SandboxServer:
+    def start(self) -> LoopbackServer:
         with self._lock:
             self._started = True
             self._listen()
@@ -53,7 +50,7 @@ class SandboxServer:
             self._started = False
             self._close()
 
-    def __enter__(self) -> SandboxServer:
+    def __enter__(self) -> LoopbackServer:
         return self.start()
 
     def __exit__(self, *_: object) -> None:
@@ -63,16 +60,14 @@ class SandboxServer:
         if self._server is not None:
             return
         server = Server(
-            (HOST, self.port), self.app, numthreads=self.threads, server_name="segment-sandbox"
+            (HOST, self.port), self.app, numthreads=self.threads, server_name="loopback"
         )
         server.keep_alive_conn_limit = 1024  # pooled clients keep many idle connections
         server.shutdown_timeout = 1
-        server.expiration_interval = (
-            0.05  # how soon the serve loop notices stop(): tests restart often
-        )
+        server.expiration_interval = 0.05  # how soon the serve loop notices stop()
         server.prepare()
         self._server = server
-        self._thread = threading.Thread(target=server.serve, name="sandbox-server", daemon=True)
+        self._thread = threading.Thread(target=server.serve, name="loopback-server", daemon=True)
         self._thread.start()
 
     def _close(self) -> None:
@@ -83,6 +78,23 @@ class SandboxServer:
             self._thread.join()
         self._server = None
         self._thread = None
+
+
+class SandboxServer(LoopbackServer):
+    """The sandbox on loopback. An outage with `outage="refuse"` closes the listening socket, so
+    clients get a real "connection refused"; when it ends the server listens again."""
+
+    def __init__(self, sandbox: Sandbox, port: int = 0, threads: int = 64) -> None:
+        super().__init__(create_sandbox_app(sandbox), port, threads)
+        self.sandbox = sandbox
+        sandbox.faults.on_change(self._follow_outage)
+
+    def start(self) -> SandboxServer:
+        super().start()
+        return self
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
 
     def _follow_outage(self, faults: Faults) -> None:
         with self._lock:

@@ -1,0 +1,84 @@
+"""The application factory: validate the connection, build shared objects, register routes."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from connector.errors import ConnectorError, error_response
+from connector.profile_api import build_http_client
+from connector.routes import cards, health
+from connector.service import CardService, current_service
+from connector.settings import ConnectionHolder, config_path
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 64 * 1024
+CORS_HEADERS = "Authorization, Content-Type"
+CORS_METHODS = "GET, POST, OPTIONS"
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """How this process runs; the connection itself lives in the connection file."""
+
+    config_path: Path = field(default_factory=config_path)
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    processes: int = field(default_factory=lambda: int(os.environ.get("CONNECTOR_PROCESSES", "1")))
+    reload_every: float = 1.0
+
+
+def create_app(
+    settings: AppSettings | None = None, *, transport: httpx.BaseTransport | None = None
+) -> Flask:
+    """Build the WSGI app. Refuses to start on an invalid connection file (ConfigError)."""
+    settings = settings or AppSettings()
+    holder = ConnectionHolder(settings.config_path, settings.environ, settings.reload_every)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["cards"] = CardService(holder, build_http_client(transport), settings.processes)
+    app.register_blueprint(cards.blueprint)
+    app.register_blueprint(health.blueprint)
+    app.after_request(_cors)
+    app.register_error_handler(ConnectorError, lambda error: error.response())
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    return app
+
+
+def _cors(response: Response) -> Response:
+    """CORS for the connection's allowed origins, on every answer, errors included."""
+    origin = request.headers.get("Origin")
+    allowed = current_service().holder.current().file.cors.allowed_origins
+    if origin and origin in allowed:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = "Request-Id"
+        if request.method == "OPTIONS":
+            response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
+            response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+            response.headers["Access-Control-Max-Age"] = "600"
+    response.vary.add("Origin")
+    return response
+
+
+def _http_error(error: HTTPException) -> Response:
+    codes = {404: "not_found", 405: "invalid_request_error", 413: "invalid_request_error"}
+    messages = {413: f"The request body is larger than {MAX_BODY_BYTES // 1024} KB."}
+    status = error.code or 400
+    return error_response(
+        status,
+        codes.get(status, "invalid_request_error"),
+        messages.get(status, error.description or "Bad request."),
+    )
+
+
+def _unexpected_error(error: Exception) -> Response:
+    log.exception("unexpected error")
+    return error_response(500, "server_error", "Something went wrong on the connector's side.")

@@ -1,0 +1,64 @@
+"""Who to look up, from a query string, a form (Studio's default) or a JSON object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+
+from connector.errors import BadRequest
+from connector.resolve import Address, InvalidAddress, parse_email, parse_from, parse_identifier
+from connector.resolve import parse_phone as _parse_phone
+
+# Accepted names of each input; Studio flows often pass Twilio's own `From`.
+FIELDS = {
+    "from": ("from", "From"),
+    "phone": ("phone",),
+    "email": ("email",),
+    "identifier": ("identifier",),
+}
+
+
+def lookup_address(default_country: str) -> tuple[Address, str]:
+    """The one address a request names, with the text the caller gave for it."""
+    given = {name: value for name, value in _fields().items() if value is not None}
+    if len(given) != 1:
+        raise BadRequest("Give exactly one of from, phone, email or identifier.")
+    ((name, raw),) = given.items()
+    parsers = {
+        "from": lambda text: parse_from(text, default_country),
+        "phone": lambda text: _parse_phone(text, default_country),
+        "email": parse_email,
+        "identifier": parse_identifier,
+    }
+    try:
+        return parsers[name](raw), raw
+    except InvalidAddress as error:
+        raise BadRequest(f"The {name} given is {error}.") from None
+
+
+def _fields() -> dict[str, str | None]:
+    sources: list[Any] = [request.args]
+    if request.method == "POST":
+        sources.append(_json_object() if request.is_json else request.form)
+    found: dict[str, str | None] = {}
+    for name, aliases in FIELDS.items():
+        for source in sources:
+            for alias in aliases:
+                value = source.get(alias)
+                if value is None:
+                    continue
+                if not isinstance(value, str):
+                    raise BadRequest(f"The field {name} must be a string.")
+                found[name] = value
+    return found
+
+
+def _json_object() -> dict[str, Any]:
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # deeply nested JSON
+        body = None
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.")
+    return body

@@ -1,0 +1,151 @@
+"""The card service: connection, pooled client, budget, cache and thread pool of one process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+from flask import current_app
+
+from connector.budget import Deadline, LocalRateBudget
+from connector.cache import Cached, CardCache
+from connector.cards import ProfileData, build_card
+from connector.errors import AuthenticationFailed, ProfileApiError, ProfileNotFound
+from connector.lookup import ProfileLookup
+from connector.models import ProfileCard
+from connector.profile_api import ProfileClient, encode_identifier
+from connector.resolve import Address
+from connector.settings import Connection, ConnectionHolder
+
+PROBE_IDENTIFIER = encode_identifier("user_id", "unified-profiles-connector-readiness-probe")
+PROBE_EVERY = 10.0
+SECTION_THREADS = 32
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """What one request to the Profile API proved about the space and the token."""
+
+    reachable: bool
+    token_accepted: bool | None
+    detail: str
+    request_id: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reachable and self.token_accepted is True
+
+
+@dataclass(frozen=True)
+class CardAnswer:
+    card: ProfileCard
+    status: str  # found | not_found
+
+
+class CardService:
+    def __init__(self, holder: ConnectionHolder, http: httpx.Client, processes: int = 1) -> None:
+        self.holder = holder
+        self.http = http
+        self.processes = max(1, processes)
+        self.executor = ThreadPoolExecutor(SECTION_THREADS, thread_name_prefix="sections")
+        self._lock = threading.Lock()
+        self._version = ""
+        self._client: ProfileClient | None = None
+        self._cache: CardCache[ProfileData | None] = CardCache(1)
+        self._probe: tuple[float, Upstream] | None = None
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.http.close()
+
+    def connection(self) -> tuple[Connection, ProfileClient, CardCache[ProfileData | None]]:
+        """The current connection with its client and cache, rebuilt when the file changes."""
+        connection = self.holder.current()
+        with self._lock:
+            if connection.version != self._version or self._client is None:
+                self._version = connection.version
+                self._client = self._new_client(connection)
+                self._cache = CardCache(connection.file.lookup.cache_size)
+                self._probe = None
+            return connection, self._client, self._cache
+
+    def _new_client(self, connection: Connection) -> ProfileClient:
+        # Each worker process takes its share of the space's rate.
+        rate = connection.file.lookup.rate_limit / self.processes
+        return ProfileClient(
+            self.http,
+            connection.profile_api_url,
+            connection.file.connection.space_id,
+            connection.token,
+            LocalRateBudget(rate),
+        )
+
+    def card(self, address: Address, lookup_input: str) -> CardAnswer:
+        """The card for an address; raises ProfileApiError when Segment fails and nothing is
+        cached recently enough to stand in."""
+        connection, client, cache = self.connection()
+        settings = connection.file.lookup
+        deadline = Deadline(settings.timeout_seconds)
+        lookup = ProfileLookup(client, connection.file, self.executor)
+
+        def fetch() -> tuple[ProfileData | None, float]:
+            data = lookup.fetch(address, deadline)
+            complete = data is not None and not data.missing
+            return data, settings.card_ttl_seconds if complete else settings.not_found_ttl_seconds
+
+        cached: Cached[ProfileData | None] = cache.get(
+            address.cache_key, fetch, settings.stale_for_seconds, deadline.remaining()
+        )
+        card = build_card(
+            connection.file,
+            lookup_input,
+            cached.value,
+            cached.fetched_at,
+            datetime.now(UTC),
+            cached.stale,
+        )
+        return CardAnswer(card, "found" if card.found else "not_found")
+
+    def probe(self, fresh: bool = False) -> Upstream:
+        """Whether the space answers with this token (cached for a few seconds for /readyz)."""
+        _, client, _ = self.connection()
+        with self._lock:
+            if not fresh and self._probe and time.monotonic() - self._probe[0] < PROBE_EVERY:
+                return self._probe[1]
+        try:
+            client.get("users", PROBE_IDENTIFIER, "metadata", Deadline(3.0))
+            result = Upstream(True, True, "the space answered")
+        except ProfileNotFound as error:
+            # Only "Profile was not found" proves the space exists: a wrong space id is a 404 too.
+            if "Profile was not found" in error.message:
+                result = Upstream(True, True, "the space answered", error.request_id)
+            else:
+                result = Upstream(
+                    True, None, f"Segment answered: {error.message}", error.request_id
+                )
+        except AuthenticationFailed as error:
+            result = Upstream(True, False, "Segment refused the token", error.request_id)
+        except ProfileApiError as error:
+            result = Upstream(False, None, error.public_message, error.request_id)
+        with self._lock:
+            self._probe = (time.monotonic(), result)
+        return result
+
+    def cache_stats(self) -> dict[str, int]:
+        _, _, cache = self.connection()
+        return {
+            "entries": len(cache),
+            "hits": cache.hits,
+            "misses": cache.misses,
+            "stale_served": cache.stale_served,
+        }
+
+
+def current_service() -> CardService:
+    """The CardService of the app handling the current request."""
+    service: CardService = current_app.extensions["cards"]
+    return service

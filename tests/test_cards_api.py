@@ -1,0 +1,329 @@
+"""The connector end to end: HTTP in, the sandbox's Profile API over loopback, a card out."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import (
+    ConnectorFactory,
+    RunningConnector,
+    RunningSandbox,
+    SandboxFactory,
+    start_sandbox,
+)
+
+CARD_KEYS = [
+    "found",
+    "connection",
+    "lookup",
+    "profile",
+    "identifiers",
+    "traits",
+    "audiences",
+    "computed_traits",
+    "events",
+    "accounts",
+    "freshness",
+]
+FLEX = "https://flex.twilio.com"
+
+
+@pytest.fixture(scope="module")
+def demo_sandbox() -> Iterator[RunningSandbox]:
+    running = start_sandbox(data="demo")
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def connector(make_connector: ConnectorFactory, demo_sandbox: RunningSandbox) -> RunningConnector:
+    return make_connector(demo_sandbox)
+
+
+def test_a_phone_lookup_gives_the_agent_card(connector: RunningConnector) -> None:
+    response = connector.card(**{"from": "+1 (415) 555-0123"})
+    assert response.status_code == 200
+    card = response.json()
+    assert list(card) == CARD_KEYS
+    assert card["found"] is True and card["connection"] == "Owl Goods (demo)"
+    assert card["lookup"] == {"input": "+1 (415) 555-0123", "identifier": "phone:+14155550123"}
+    assert card["profile"]["name"] == "Ada Lovelace"
+    assert card["profile"]["subtitle"] == "Customer since 2021"
+    assert card["profile"]["segment_id"].startswith("use_")
+    assert [i["label"] for i in card["identifiers"]] == ["Customer ID", "Email", "Phone"]
+    assert card["identifiers"][0]["values"] == ["u-ada"]
+    traits = {t["key"]: t for t in card["traits"]}
+    assert [t["label"] for t in card["traits"]][:3] == ["Plan", "Lifetime value", "Customer since"]
+    assert traits["lifetime_value"]["display"] == "$1,850.00"
+    assert traits["plan"]["value"] == "gold"
+    assert [a["key"] for a in card["audiences"]] == ["vip"]
+    assert {c["key"] for c in card["computed_traits"]} == {"orders_90d", "favorite_category"}
+    assert 1 <= len(card["events"]) <= 10
+    assert card["accounts"][0]["group_id"] == "acct-initech"
+    assert {"key": "name", "label": "Name", "value": "Initech", "display": "Initech"} in card[
+        "accounts"
+    ][0]["traits"]
+    assert card["freshness"]["stale"] is False and card["freshness"]["missing"] == []
+
+
+@pytest.mark.parametrize(
+    ("params", "name", "matched"),
+    [
+        ({"email": "  ADA@Example.com "}, "Ada Lovelace", "email:ada@example.com"),
+        ({"from": "whatsapp:+5511912345678"}, "João Silva", "phone:+5511912345678"),
+        ({"from": "sms:+447700900123"}, "Alan Turing", "phone:+447700900123"),
+        ({"from": "tel:+14155550199"}, "Ben Carter", "phone:(415) 555-0199"),  # national format
+        ({"phone": "(201) 555-0111"}, "Peter Parker", "phone:+12015550111"),
+        ({"identifier": "user_id:u-fatima"}, "Fatima Zahra", "user_id:u-fatima"),
+        ({"from": "Fatima.Zahra@Example.com"}, "Fatima Zahra", "email:fatima.zahra@example.com"),
+    ],
+)
+def test_lookups_by_every_kind_of_address(
+    connector: RunningConnector, params: dict[str, str], name: str, matched: str
+) -> None:
+    card = connector.card(**params).json()
+    assert (card["profile"]["name"], card["lookup"]["identifier"]) == (name, matched)
+
+
+def test_post_as_json_and_as_a_form(connector: RunningConnector) -> None:
+    by_json = connector.http.post("/v1/cards", json={"from": "+14155550123"}).json()
+    by_form = connector.http.post("/v1/cards", data={"From": "+14155550123"}).json()
+    assert by_json["profile"]["name"] == by_form["profile"]["name"] == "Ada Lovelace"
+
+
+def test_not_found_is_a_successful_lookup(connector: RunningConnector) -> None:
+    response = connector.card(**{"from": "+14155550100"})
+    assert response.status_code == 200
+    card = response.json()
+    assert list(card) == CARD_KEYS
+    assert card["found"] is False and card["profile"] is None and card["traits"] == []
+    assert card["lookup"] == {"input": "+14155550100", "identifier": None}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"from": "+14155550123", "email": "a@example.com"},
+        {"from": "hello"},
+        {"phone": "12"},
+        {"email": "not-an-email"},
+        {"identifier": "nocolon"},
+        {"from": "client:alice"},
+    ],
+)
+def test_bad_input_is_a_clean_400(connector: RunningConnector, params: dict[str, str]) -> None:
+    response = connector.card(**params)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_request_error"
+    for value in params.values():
+        assert value not in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "body", ["[1, 2]", '{"from": 14155550123}', "{broken", "[" * 5000 + "]" * 5000]
+)
+def test_bad_json_bodies_are_400(connector: RunningConnector, body: str) -> None:
+    response = connector.http.post(
+        "/v1/cards", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400 and response.json()["error"]["code"]
+
+
+def test_an_oversized_body_is_413(connector: RunningConnector) -> None:
+    response = connector.http.post("/v1/cards", data={"from": "+14155550123", "pad": "x" * 70_000})
+    assert response.status_code == 413 and response.json()["error"]["code"]
+
+
+# --- Studio ---------------------------------------------------------------------------------
+
+
+def test_studio_gets_a_flat_object(connector: RunningConnector) -> None:
+    response = connector.http.post("/v1/studio/lookup", data={"From": "whatsapp:+5511912345678"})
+    assert response.status_code == 200
+    flat = response.json()
+    assert all(not isinstance(v, dict | list) for v in flat.values())
+    assert flat["found"] is True and flat["status"] == "found"
+    assert flat["name"] == "João Silva" and flat["trait_plan"] == "gold"
+    assert flat["identifier_user_id"] == "u-joao" and flat["audience_vip"] is True
+    assert len(response.content) < 64 * 1024
+
+
+def test_studio_not_found_and_bad_input(connector: RunningConnector) -> None:
+    flat = connector.http.post("/v1/studio/lookup", data={"From": "+14155550100"}).json()
+    assert (flat["found"], flat["status"]) == (False, "not_found")
+    assert connector.http.post("/v1/studio/lookup", data={}).status_code == 400
+
+
+# --- upstream trouble -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_sandbox(make_sandbox: SandboxFactory) -> RunningSandbox:
+    return make_sandbox(data="demo")
+
+
+def test_an_outage_is_served_stale_from_cache(
+    make_connector: ConnectorFactory, own_sandbox: RunningSandbox
+) -> None:
+    connector = make_connector(own_sandbox, card_ttl_seconds=0.2, stale_for_seconds=60)
+    fresh = connector.card(**{"from": "+14155550123"}).json()
+    assert fresh["freshness"]["stale"] is False
+    time.sleep(0.3)
+    own_sandbox.control.set_faults(outage="refuse", seconds=10)
+    try:
+        started = time.monotonic()
+        stale = connector.card(**{"from": "+14155550123"}).json()
+        assert time.monotonic() - started < 5
+        assert stale["freshness"]["stale"] is True
+        assert stale["profile"] == fresh["profile"] and stale["traits"] == fresh["traits"]
+        never_seen = connector.card(**{"from": "+447700900123"})
+        assert never_seen.status_code == 503
+        assert never_seen.json()["error"]["code"] == "upstream_unavailable"
+        studio = connector.http.post("/v1/studio/lookup", data={"From": "+447700900123"})
+        assert studio.status_code == 200 and studio.json()["status"] == "unavailable"
+    finally:
+        own_sandbox.sandbox.faults.clear()
+
+
+def test_a_hanging_segment_is_answered_within_the_lookup_timeout(
+    make_connector: ConnectorFactory, own_sandbox: RunningSandbox
+) -> None:
+    connector = make_connector(own_sandbox, timeout_seconds=1.0)
+    own_sandbox.control.set_faults(outage="hang")
+    try:
+        started = time.monotonic()
+        flat = connector.http.post("/v1/studio/lookup", data={"From": "+14155550123"}).json()
+        assert flat["status"] == "unavailable"
+        assert time.monotonic() - started < 2.0
+    finally:
+        own_sandbox.control.clear_faults()
+
+
+def test_a_429_storm_is_absorbed(
+    make_connector: ConnectorFactory, own_sandbox: RunningSandbox
+) -> None:
+    connector = make_connector(own_sandbox)
+    own_sandbox.control.set_faults(storm_rate=1.0, retry_after=0.2, seconds=0.5)
+    card = connector.card(**{"from": "+14155550123"}).json()
+    assert card["found"] is True and card["freshness"]["missing"] == []
+    assert own_sandbox.control.stats()["profile_api"]["by_status"]["429"] >= 1
+
+
+def test_200_concurrent_lookups_make_one_fetch_per_section(
+    make_connector: ConnectorFactory, own_sandbox: RunningSandbox
+) -> None:
+    reference = make_connector(own_sandbox)
+    assert reference.card(**{"from": "+14155550123"}).json()["found"]
+    one_lookup = own_sandbox.control.stats(detail=True)["profile_api"]["by_lookup"]
+    own_sandbox.control.reset_stats()
+
+    connector = make_connector(own_sandbox)  # a cold cache
+    own_sandbox.control.set_faults(latency_ms=50)  # so that the 200 overlap
+    barrier = threading.Barrier(200)
+    names: list[str] = []
+
+    def lookup() -> None:
+        with httpx.Client(base_url=connector.server.url, timeout=15) as client:
+            barrier.wait()
+            card = client.get("/v1/cards", params={"from": "+14155550123"}).json()
+            names.append(card["profile"]["name"])
+
+    threads = [threading.Thread(target=lookup) for _ in range(200)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert names == ["Ada Lovelace"] * 200
+    assert own_sandbox.control.stats(detail=True)["profile_api"]["by_lookup"] == one_lookup
+    assert sum(one_lookup.values()) == 7  # traits, audiences, computed, ids, events, links, acct
+
+
+# --- CORS, health, reload ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("params", "status"), [({"from": "+14155550123"}, 200), ({}, 400)])
+def test_cors_for_flex_on_answers_and_errors(
+    connector: RunningConnector, params: dict[str, str], status: int
+) -> None:
+    response = connector.http.get("/v1/cards", params=params, headers={"Origin": FLEX})
+    assert response.status_code == status
+    assert response.headers["Access-Control-Allow-Origin"] == FLEX
+    other = connector.http.get(
+        "/v1/cards", params=params, headers={"Origin": "https://evil.example"}
+    )
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_cors_preflight(connector: RunningConnector) -> None:
+    response = connector.http.options(
+        "/v1/cards",
+        headers={
+            "Origin": FLEX,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == FLEX
+    assert "POST" in response.headers["Access-Control-Allow-Methods"]
+    assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
+
+
+def test_health_and_readiness(connector: RunningConnector) -> None:
+    assert connector.http.get("/healthz").json() == {"status": "ok"}
+    ready = connector.http.get("/readyz")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["ready"] is True and body["config"] == {"valid": True, "error": None}
+    assert body["upstream"]["token_accepted"] is True
+
+
+def test_readiness_reports_a_refused_token(
+    make_connector: ConnectorFactory, own_sandbox: RunningSandbox
+) -> None:
+    connector = make_connector(own_sandbox, token="wrong-token")
+    ready = connector.http.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["upstream"]["token_accepted"] is False
+    assert "wrong-token" not in ready.text
+
+
+def test_readiness_when_segment_is_down(
+    make_connector: ConnectorFactory, own_sandbox: RunningSandbox
+) -> None:
+    connector = make_connector(own_sandbox)
+    own_sandbox.control.set_faults(outage="refuse", seconds=10)
+    try:
+        ready = connector.http.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["upstream"]["reachable"] is False
+    finally:
+        own_sandbox.sandbox.faults.clear()
+
+
+def test_a_good_edit_applies_and_a_bad_one_keeps_the_last_good(
+    connector: RunningConnector,
+) -> None:
+    good = connector.config.read_text()
+    connector.config.write_text(good.replace("Owl Goods (demo)", "Owl Goods (edited)"))
+    assert connector.card(**{"from": "+14155550123"}).json()["connection"] == "Owl Goods (edited)"
+    connector.config.write_text(good.replace("friendly_name", "frendly_name"))
+    card = connector.card(**{"from": "+14155550123"}).json()
+    assert card["connection"] == "Owl Goods (edited)"
+    config = connector.http.get("/readyz").json()["config"]
+    assert config["valid"] is False and "connection.frendly_name" in config["error"]
+    assert "did you mean friendly_name" in config["error"]
+
+
+def test_card_json_is_stable(connector: RunningConnector) -> None:
+    first = connector.card(**{"from": "+14155550123"}).json()
+    second = connector.card(**{"from": "+14155550123"}).json()
+    for card in (first, second):
+        card["freshness"].pop("age_seconds")
+    assert json.dumps(first) == json.dumps(second)
