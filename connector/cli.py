@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
+import httpx
 
+from connector.profile_api import build_http_client
 from connector.sandbox.core import DataFileError, Sandbox, SandboxConfig
 from connector.sandbox.datagen import write_demo, write_synthetic
 from connector.sandbox.faults import Faults
+from connector.sandbox.process import sandbox_process
 from connector.sandbox.server import SandboxServer
+from connector.serve import serve as run_server
+from connector.service import CardService
+from connector.settings import (
+    ConfigError,
+    ConnectionHolder,
+    config_path,
+    load_connection,
+    read_connection_file,
+)
 
 DEFAULTS = SandboxConfig()
+config_option = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Connection file (default: CONNECTOR_CONFIG or config/connection.toml).",
+)
 
 
 def stop_on_signals() -> threading.Event:
@@ -166,6 +187,112 @@ def sandbox(
     stopping.wait()
     server.stop()
     instance.close()
+
+
+@main.command()
+@config_option
+@click.option("--port", default=8080, show_default=True, help="Port on 127.0.0.1.")
+@click.option("--workers", default=2, show_default=True, help="gunicorn worker processes.")
+@click.option("--threads", default=32, show_default=True, help="Threads per worker.")
+def serve(config_file: Path | None, port: int, workers: int, threads: int) -> None:
+    """Run the connector under gunicorn on 127.0.0.1."""
+    path = config_path(config_file)
+    try:
+        load_connection(path)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(
+        f"connector on http://127.0.0.1:{port} ({workers} workers x {threads} threads), "
+        f"connection file {path}"
+    )
+    run_server(path, port, workers, threads)
+
+
+@main.command()
+@config_option
+def check(config_file: Path | None) -> None:
+    """Validate the connection file, then prove the space and token work with one request."""
+    path = config_path(config_file)
+    try:
+        holder = ConnectionHolder(path)
+    except ConfigError as error:
+        click.echo(f"invalid connection file: {error}", err=True)
+        sys.exit(2)
+    connection = holder.current()
+    section = connection.file.connection
+    click.echo(
+        f"{path}: valid (connection {section.friendly_name!r}, space {section.space_id}, "
+        f"{connection.profile_api_url})"
+    )
+    service = CardService(holder, build_http_client())
+    try:
+        upstream = service.probe(fresh=True)
+    finally:
+        service.close()
+    request_id = f" (Request-Id {upstream.request_id})" if upstream.request_id else ""
+    if upstream.ok:
+        click.echo(
+            f"OK: the space answered and accepted the token from {section.token_env}{request_id}"
+        )
+        return
+    if upstream.token_accepted is False:
+        click.echo(
+            f"FAILED: Segment refused the token in {section.token_env}{request_id}", err=True
+        )
+    else:
+        click.echo(f"FAILED: {upstream.detail}{request_id}", err=True)
+    sys.exit(1)
+
+
+@main.command()
+@click.option("--port", default=8080, show_default=True, help="The connector's port.")
+@click.option(
+    "--config",
+    "config_file",
+    default="config/demo.toml",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Demo connection; its profile_api_url says where the sandbox listens.",
+)
+def demo(port: int, config_file: Path) -> None:
+    """The sandbox with demo data and the connector, both on 127.0.0.1."""
+    try:
+        token_env = read_connection_file(config_file).connection.token_env
+        os.environ[token_env] = DEFAULTS.token  # the demo connects with the sandbox's own token
+        connection = load_connection(config_file)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    token = DEFAULTS.token
+    sandbox_port = urlsplit(connection.profile_api_url).port or 8087
+    with sandbox_process(
+        "--data",
+        "demo",
+        "--space-id",
+        connection.file.connection.space_id,
+        "--token",
+        token,
+        port=sandbox_port,
+    ) as sandbox:
+        click.echo(sandbox.printed.rstrip())
+        url = f"http://127.0.0.1:{port}"
+        threading.Thread(target=_print_examples, args=(url,), daemon=True).start()
+        run_server(config_file, port, workers=2, threads=32)
+
+
+def _print_examples(url: str) -> None:
+    for _ in range(100):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    click.echo(
+        f"\nConnector on {url} (edit config/demo.toml: changes apply without a restart). Try:\n"
+        f"  curl '{url}/v1/cards?from=%2B14155550123'\n"
+        f"  curl '{url}/v1/cards?email=Fatima.Zahra@Example.com'\n"
+        f"  curl -X POST {url}/v1/studio/lookup --data-urlencode 'From=whatsapp:+5511912345678'\n"
+        f"  curl '{url}/readyz'\n"
+    )
 
 
 @main.command("generate-data")

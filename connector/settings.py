@@ -171,29 +171,42 @@ class ConfigError(ValueError):
         super().__init__(f"{where}: {reason}")
 
 
+def read_connection_file(path: Path) -> ConnectionFile:
+    """Read and validate the file alone (no secrets); raise ConfigError naming what is wrong."""
+    return _validate(path, _read(path))
+
+
 def load_connection(path: Path, environ: Mapping[str, str] = os.environ) -> Connection:
     """Read, validate and resolve secrets; raise ConfigError naming what is wrong."""
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise ConfigError(path, None, f"cannot read the file ({error.strerror})") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise ConfigError(path, None, f"not valid TOML ({error})") from None
-    try:
-        file = ConnectionFile.model_validate(data)
-    except ValidationError as error:
-        # An unknown key first: a typo also makes the intended key "missing", and the typo is
-        # what the admin must fix.
-        first = min(error.errors(), key=lambda e: e["type"] != "extra_forbidden")
-        raise ConfigError(path, _dotted(first["loc"]) or None, _reason(first)) from None
+    raw = _read(path)
+    file = _validate(path, raw)
     token = _secret(path, environ, "connection.token_env", file.connection.token_env)
     write_key = None
     if file.writeback.enabled:
         write_key = _secret(path, environ, "writeback.write_key_env", file.writeback.write_key_env)
     version = hashlib.sha256(raw).hexdigest()[:16]
     return Connection(file, token, write_key, version, path)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ConfigError(path, None, f"cannot read the file ({error.strerror})") from None
+
+
+def _validate(path: Path, raw: bytes) -> ConnectionFile:
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(path, None, f"not valid TOML ({error})") from None
+    try:
+        return ConnectionFile.model_validate(data)
+    except ValidationError as error:
+        # An unknown key first: a typo also makes the intended key "missing", and the typo is
+        # what the admin must fix.
+        first = min(error.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        raise ConfigError(path, _dotted(first["loc"]) or None, _reason(first)) from None
 
 
 def _secret(path: Path, environ: Mapping[str, str], key: str, name: str) -> SecretStr:

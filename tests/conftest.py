@@ -14,9 +14,9 @@ import pytest
 from flask import Flask
 
 from connector.app import AppSettings, create_app
+from connector.loopback import LoopbackServer
 from connector.sandbox import Sandbox, SandboxConfig, SandboxServer
 from connector.sandbox.control_client import SandboxControl
-from connector.sandbox.server import LoopbackServer
 
 SPACE = "spa_test"
 TOKEN = "test-profile-token"

@@ -6,15 +6,19 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from connector.serve import serve_process
 from tests.conftest import (
+    TOKEN,
     ConnectorFactory,
     RunningConnector,
     RunningSandbox,
     SandboxFactory,
+    connection_toml,
     start_sandbox,
 )
 
@@ -217,32 +221,35 @@ def test_a_429_storm_is_absorbed(
 
 
 def test_200_concurrent_lookups_make_one_fetch_per_section(
-    make_connector: ConnectorFactory, own_sandbox: RunningSandbox
+    make_connector: ConnectorFactory, own_sandbox: RunningSandbox, tmp_path: Path
 ) -> None:
     reference = make_connector(own_sandbox)
     assert reference.card(**{"from": "+14155550123"}).json()["found"]
     one_lookup = own_sandbox.control.stats(detail=True)["profile_api"]["by_lookup"]
+    assert sum(one_lookup.values()) == 7  # traits, audiences, computed, ids, events, links, acct
     own_sandbox.control.reset_stats()
-
-    connector = make_connector(own_sandbox)  # a cold cache
     own_sandbox.control.set_faults(latency_ms=50)  # so that the 200 overlap
-    barrier = threading.Barrier(200)
-    names: list[str] = []
 
-    def lookup() -> None:
-        with httpx.Client(base_url=connector.server.url, timeout=15) as client:
-            barrier.wait()
-            card = client.get("/v1/cards", params={"from": "+14155550123"}).json()
-            names.append(card["profile"]["name"])
+    # The connector as it runs in production, under gunicorn in its own process.
+    config = tmp_path / "serve.toml"
+    config.write_text(connection_toml(own_sandbox.url), encoding="utf-8")
+    with serve_process(config, {"SEGMENT_PROFILE_API_TOKEN": TOKEN}, threads=200) as url:
+        barrier = threading.Barrier(200)
+        names: list[str] = []
 
-    threads = [threading.Thread(target=lookup) for _ in range(200)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+        def lookup() -> None:
+            with httpx.Client(base_url=url, timeout=15) as client:
+                barrier.wait()
+                card = client.get("/v1/cards", params={"from": "+14155550123"}).json()
+                names.append(card["profile"]["name"])
+
+        threads = [threading.Thread(target=lookup) for _ in range(200)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     assert names == ["Ada Lovelace"] * 200
     assert own_sandbox.control.stats(detail=True)["profile_api"]["by_lookup"] == one_lookup
-    assert sum(one_lookup.values()) == 7  # traits, audiences, computed, ids, events, links, acct
 
 
 # --- CORS, health, reload ---------------------------------------------------------------------

@@ -22,9 +22,9 @@ class SandboxProcess:
 
 
 @contextmanager
-def sandbox_process(*args: str) -> Iterator[SandboxProcess]:
-    """Run `connector sandbox --port 0 ARGS...` until the block ends; stop it with SIGTERM."""
-    command = [sys.executable, "-m", "connector", "sandbox", "--port", "0", *args]
+def sandbox_process(*args: str, port: int = 0) -> Iterator[SandboxProcess]:
+    """Run `connector sandbox --port PORT ARGS...` until the block ends; stop it with SIGTERM."""
+    command = [sys.executable, "-m", "connector", "sandbox", "--port", str(port), *args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(  # noqa: S603 - our own interpreter and command, no shell
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env

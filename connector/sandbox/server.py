@@ -1,83 +1,11 @@
-"""Loopback HTTP/1.1 servers: any WSGI app, and the sandbox, which can refuse connections.
-
-Cheroot, not werkzeug's development server: Segment keeps connections alive, and a client's
-connection pooling can only be seen (and measured) against a server that does too.
-"""
+"""The sandbox on loopback: a LoopbackServer that refuses connections during an outage."""
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Callable
-from typing import Any
-
-from cheroot.wsgi import Server
-
+from connector.loopback import LoopbackServer
 from connector.sandbox.app import create_sandbox_app
 from connector.sandbox.core import Sandbox
 from connector.sandbox.faults import Faults
-
-HOST = "127.0.0.1"
-WSGIApp = Callable[..., Any]
-
-
-class LoopbackServer:
-    """Serves a WSGI app on 127.0.0.1 from a background thread pool; stoppable and restartable."""
-
-    def __init__(self, app: WSGIApp, port: int = 0, threads: int = 64) -> None:
-        self.app = app
-        # A fixed port, even when any will do: cheroot sets SO_REUSEADDR only on fixed ports, and
-        # without it the port cannot be bound again after a stop (TIME_WAIT).
-        self.port = port or _free_port()
-        self.threads = threads
-        self._lock = threading.Lock()
-        self._server: Server | None = None
-        self._thread: threading.Thread | None = None
-        self._started = False
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def start(self) -> LoopbackServer:
-        with self._lock:
-            self._started = True
-            self._listen()
-        return self
-
-    def stop(self) -> None:
-        with self._lock:
-            self._started = False
-            self._close()
-
-    def __enter__(self) -> LoopbackServer:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-    def _listen(self) -> None:
-        if self._server is not None:
-            return
-        server = Server(
-            (HOST, self.port), self.app, numthreads=self.threads, server_name="loopback"
-        )
-        server.keep_alive_conn_limit = 1024  # pooled clients keep many idle connections
-        server.shutdown_timeout = 1
-        server.expiration_interval = 0.05  # how soon the serve loop notices stop()
-        server.prepare()
-        self._server = server
-        self._thread = threading.Thread(target=server.serve, name="loopback-server", daemon=True)
-        self._thread.start()
-
-    def _close(self) -> None:
-        if self._server is None:
-            return
-        self._server.stop()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = None
-        self._thread = None
 
 
 class SandboxServer(LoopbackServer):
@@ -102,10 +30,3 @@ class SandboxServer(LoopbackServer):
                 self._close()
             elif self._started:
                 self._listen()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port

@@ -1,0 +1,121 @@
+"""Running the connector under gunicorn: threaded workers, one pooled client per worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from connector.app import AppSettings, create_app
+from connector.loopback import free_port
+
+# Loopback only until Flex token and Studio signature checks exist: the connector reads every
+# customer's profile and must not be reachable by anyone else before then.
+HOST = "127.0.0.1"
+
+
+class ConnectorServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
+    """gunicorn with the app built in each worker after the fork (never before: no pool is
+    shared between processes)."""
+
+    def __init__(self, config: Path, port: int, workers: int, threads: int) -> None:
+        self.options = {
+            "bind": f"{HOST}:{port}",
+            "workers": workers,
+            "worker_class": "gthread",
+            "threads": threads,
+            "timeout": 30,
+            "graceful_timeout": 10,
+            "keepalive": 75,
+            "preload_app": False,
+            "accesslog": None,  # access lines would carry phone numbers and emails
+            "errorlog": "-",
+            "proc_name": "unified-profiles-connector",
+        }
+        # Each worker takes its share of the space's rate budget, and reads this file.
+        os.environ["CONNECTOR_PROCESSES"] = str(workers)
+        os.environ["CONNECTOR_CONFIG"] = str(config)
+        self.config_path = config
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            if key in self.cfg.settings:  # settings newer than the installed gunicorn are skipped
+                self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return create_app(AppSettings(config_path=self.config_path))
+
+
+def serve(config: Path, port: int, workers: int, threads: int) -> None:
+    """Run until SIGINT/SIGTERM (gunicorn's own handlers stop the workers gracefully)."""
+    ConnectorServer(config, port, workers, threads).run()
+
+
+@contextmanager
+def serve_process(
+    config: Path,
+    env: Mapping[str, str],
+    port: int = 0,
+    workers: int = 1,
+    threads: int = 64,
+    ready_within: float = 20.0,
+) -> Iterator[str]:
+    """Run `connector serve` in a subprocess until the block ends; yield its base URL."""
+    port = port or free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "connector",
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+    ]
+    url = f"http://{HOST}:{port}"
+    with subprocess.Popen(  # noqa: S603 - our own interpreter and command, no shell
+        command,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            _wait_until_healthy(url, process, ready_within)
+            yield url
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _wait_until_healthy(url: str, process: subprocess.Popen[str], within: float) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"connector serve exited: {process.stderr.read() if process.stderr else ''}"
+            )
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("connector serve did not become healthy in time")
