@@ -6,12 +6,10 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import click
-import httpx
 
 from connector.profile_api import build_http_client
 from connector.sandbox.core import DataFileError, Sandbox, SandboxConfig
@@ -275,19 +273,16 @@ def demo(port: int, config_file: Path) -> None:
     ) as sandbox:
         click.echo(sandbox.printed.rstrip())
         url = f"http://127.0.0.1:{port}"
-        threading.Thread(target=_print_examples, args=(url,), daemon=True).start()
+        # Printed before gunicorn starts, from this thread: a thread still running when gunicorn
+        # forks its workers could hold a lock the workers then wait on forever.
+        _print_examples(url, config_file)
         run_server(config_file, port, workers=2, threads=32)
 
 
-def _print_examples(url: str) -> None:
-    for _ in range(100):
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
+def _print_examples(url: str, config_file: Path) -> None:
     click.echo(
-        f"\nConnector on {url} (edit config/demo.toml: changes apply without a restart). Try:\n"
+        f"\nThe connector is starting on {url} (edits to {config_file} apply without a "
+        f"restart). Try:\n"
         f"  curl '{url}/v1/cards?from=%2B14155550123'\n"
         f"  curl '{url}/v1/cards?email=Fatima.Zahra@Example.com'\n"
         f"  curl -X POST {url}/v1/studio/lookup --data-urlencode 'From=whatsapp:+5511912345678'\n"

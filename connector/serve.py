@@ -40,6 +40,8 @@ class ConnectorServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships 
             "accesslog": None,  # access lines would carry phone numbers and emails
             "errorlog": "-",
             "proc_name": "unified-profiles-connector",
+            # gunicorn 25+ opens a control socket in $HOME: two instances would share it.
+            "control_socket_disable": True,
         }
         # Each worker takes its share of the space's rate budget, and reads this file.
         os.environ["CONNECTOR_PROCESSES"] = str(workers)

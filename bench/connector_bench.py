@@ -1,0 +1,270 @@
+"""The connector vs a naive Studio Function, side by side, against a sandbox with 40 ms latency.
+
+    python -m bench.connector_bench --profiles 2000 --lookups 400 --concurrency 8
+
+The connector runs under gunicorn (`connector serve`, 2 workers); the sandbox is a separate
+`connector sandbox` process with `--latency-ms 40` on every Profile API request. Both sides look
+up the same callers by phone and fetch the same sections (traits, audiences, computed traits,
+external ids, events, links, each linked account's traits):
+
+- connector: cold lookups (each caller for the first time), then warm ones (the same callers
+  again; each gunicorn worker has its own cache, so warm passes repeat until both are warm);
+- baseline: what a hand-written Studio Function does: a new connection per lookup, sections
+  fetched one after another, no cache (so cold and warm are alike).
+
+Upstream calls per lookup are counted at the sandbox. Segment's per-space rate limit is lifted in
+the sandbox for the run, so that latency is measured rather than throttling; the capacity each
+side would have under the real 100 requests/s follows from its calls per lookup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import percentiles, table
+from connector.sandbox.control_client import SandboxControl
+from connector.sandbox.datagen import synthetic_phone, write_synthetic
+from connector.sandbox.process import sandbox_process
+from connector.serve import serve_process
+
+SPACE, TOKEN = "spa_bench", "bench-token"
+TRAIT_KEYS = "plan,lifetime_value,customer_since,city,name,first_name,last_name"
+CONFIG = f"""
+[connection]
+friendly_name = "Benchmark"
+space_id = "{SPACE}"
+profile_api_url = "{{url}}"
+
+[lookup]
+rate_limit = 100000
+card_ttl_seconds = 600
+
+[[traits]]
+key = "plan"
+label = "Plan"
+
+[[traits]]
+key = "lifetime_value"
+label = "Lifetime value"
+format = "currency"
+
+[[traits]]
+key = "customer_since"
+label = "Customer since"
+format = "date"
+
+[[traits]]
+key = "city"
+label = "City"
+"""
+
+
+def naive_lookup(sandbox_url: str, phone: str) -> bool:
+    """A Studio Function's lookup: one new connection, every section in turn, no cache."""
+    base = f"{sandbox_url}/v1/spaces/{SPACE}/collections"
+    who = "phone:" + phone.replace("+", "%2B")
+    with httpx.Client(auth=(TOKEN, ""), timeout=10) as http:
+        first = http.get(f"{base}/users/profiles/{who}/traits", params={"include": TRAIT_KEYS})
+        if first.status_code == 404:
+            return False
+        for section, params in (
+            ("traits", {"class": "audience"}),
+            ("traits", {"class": "computed_trait"}),
+            ("external_ids", {}),
+            ("events", {"limit": "10"}),
+        ):
+            http.get(f"{base}/users/profiles/{who}/{section}", params=params)
+        links = http.get(f"{base}/users/profiles/{who}/links").json()["data"]
+        for link in links:
+            for external in link["external_ids"]:
+                http.get(f"{base}/accounts/profiles/group_id:{external['id']}/traits")
+    return True
+
+
+def connector_lookup(client: httpx.Client, phone: str) -> bool:
+    card = client.get("/v1/cards", params={"from": phone}).json()
+    return bool(card["found"])
+
+
+def run(
+    phones: list[str], concurrency: int, lookup: Callable[[str], bool]
+) -> tuple[list[float], float]:
+    """Latencies of looking up every phone, `concurrency` at a time; and the wall time."""
+    queue = list(phones)
+    lock = threading.Lock()
+    latencies: list[float] = []
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                phone = queue.pop()
+            started = time.perf_counter()
+            if not lookup(phone):
+                raise RuntimeError(f"no profile for {phone}: the data and the lookups disagree")
+            with lock:
+                latencies.append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, time.perf_counter() - started
+
+
+def measured(
+    control: SandboxControl, phones: list[str], concurrency: int, lookup: Callable[[str], bool]
+) -> dict[str, Any]:
+    before = control.stats()["profile_api"]["requests"]
+    latencies, wall = run(phones, concurrency, lookup)
+    calls = control.stats()["profile_api"]["requests"] - before
+    return {**percentiles(latencies), "calls": calls / len(phones), "rate": len(phones) / wall}
+
+
+def warm_up(
+    control: SandboxControl, phones: list[str], concurrency: int, lookup: Callable[[str], bool]
+) -> int:
+    """Repeat passes until one costs no upstream call: each gunicorn worker has its own cache."""
+    for passes in range(1, 21):
+        if measured(control, phones, concurrency, lookup)["calls"] == 0:
+            return passes
+    return 20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profiles", type=int, default=2000)
+    parser.add_argument("--lookups", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--latency-ms", type=float, default=40)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    rng = random.Random(7)
+    chosen = rng.sample(range(args.profiles), 2 * args.lookups)
+    connector_phones = [synthetic_phone(n) for n in chosen[: args.lookups]]
+    naive_phones = [synthetic_phone(n) for n in chosen[args.lookups :]]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "profiles.jsonl"
+        with data.open("w", encoding="utf-8") as file:
+            write_synthetic(file, args.profiles, seed=1)
+        with sandbox_process(
+            "--data",
+            str(data),
+            "--rebase-time",
+            "--space-id",
+            SPACE,
+            "--token",
+            TOKEN,
+            "--rate-limit",
+            "0",
+            "--latency-ms",
+            str(args.latency_ms),
+        ) as sandbox:
+            control = SandboxControl(sandbox.url)
+            config = Path(tmp) / "connection.toml"
+            config.write_text(CONFIG.replace("{url}", sandbox.url), encoding="utf-8")
+            env = {"SEGMENT_PROFILE_API_TOKEN": TOKEN}
+            with (
+                serve_process(config, env, workers=args.workers, threads=32) as url,
+                httpx.Client(
+                    base_url=url, timeout=15, limits=httpx.Limits(max_connections=64)
+                ) as client,
+            ):
+
+                def through_connector(phone: str) -> bool:
+                    return connector_lookup(client, phone)
+
+                cold = measured(control, connector_phones, args.concurrency, through_connector)
+                args.warm_passes = warm_up(
+                    control, connector_phones, args.concurrency, through_connector
+                )
+                warm = measured(control, connector_phones, args.concurrency, through_connector)
+
+            def naive(phone: str) -> bool:
+                return naive_lookup(sandbox.url, phone)
+
+            naive_cold = measured(control, naive_phones, args.concurrency, naive)
+            naive_warm = measured(control, naive_phones, args.concurrency, naive)
+            control.close()
+    report(args, cold, warm, naive_cold, naive_warm)
+
+
+def report(
+    args: argparse.Namespace,
+    cold: dict[str, Any],
+    warm: dict[str, Any],
+    naive_cold: dict[str, Any],
+    naive_warm: dict[str, Any],
+) -> None:
+    def row(name: str, c: dict[str, Any], w: dict[str, Any]) -> list[object]:
+        return [
+            name,
+            c["p50"],
+            c["p95"],
+            c["p99"],
+            w["p50"],
+            w["p95"],
+            w["p99"],
+            c["calls"],
+            w["calls"],
+            c["rate"],
+            w["rate"],
+        ]
+
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:,.1f}x" if b else "n/a"
+
+    print(
+        f"\n{args.lookups} lookups per pass, {args.concurrency} at a time, {args.profiles:,} "
+        f"profiles, {args.latency_ms:g} ms added to every Profile API request, connector "
+        f"under gunicorn with {args.workers} workers; warm: measured once a pass made no "
+        f"upstream call ({args.warm_passes} warm-up pass(es))\n"
+    )
+    headers = [
+        "",
+        "cold p50 ms",
+        "cold p95 ms",
+        "cold p99 ms",
+        "warm p50 ms",
+        "warm p95 ms",
+        "warm p99 ms",
+        "upstream calls/lookup (cold)",
+        "(warm)",
+        "lookups/s (cold)",
+        "(warm)",
+    ]
+    rows = [row("connector", cold, warm), row("naive Studio Function", naive_cold, naive_warm)]
+    rows.append(
+        [
+            "naive / connector",
+            *(ratio(naive_cold[k], cold[k]) for k in ("p50", "p95", "p99")),
+            *(ratio(naive_warm[k], warm[k]) for k in ("p50", "p95", "p99")),
+            ratio(naive_cold["calls"], cold["calls"]),
+            ratio(naive_warm["calls"], warm["calls"]) if warm["calls"] else "all cached",
+            ratio(cold["rate"], naive_cold["rate"]),
+            ratio(warm["rate"], naive_warm["rate"]),
+        ]
+    )
+    print(table(headers, rows))
+    print(
+        f"\nUnder Segment's 100 requests/s per space: the connector sustains about "
+        f"{100 / cold['calls']:,.0f} cold lookups/s; the naive Function "
+        f"{100 / naive_cold['calls']:,.0f}."
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Card building is pure: tables of payloads and settings in, cards out."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from connector.cards import (
+    AccountData,
+    ProfileData,
+    build_card,
+    display,
+    display_name,
+    humanize,
+    studio_payload,
+)
+from connector.settings import ConnectionFile
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+CONFIG = ConnectionFile.model_validate(
+    {
+        "connection": {"friendly_name": "Owl Goods", "space_id": "spa_1"},
+        "identifiers": [{"type": "email", "label": "Email"}, {"type": "user_id", "label": "ID"}],
+        "traits": [
+            {"key": "plan", "label": "Plan"},
+            {"key": "ltv", "label": "Lifetime value", "format": "currency"},
+            {"key": "absent", "label": "Never there"},
+        ],
+        "audiences": [{"key": "vip", "label": "VIP"}, {"key": "churn", "label": "Churn risk"}],
+    }
+)
+DATA = ProfileData(
+    matched="phone:+14155550123",
+    segment_id="use_1",
+    traits={
+        "plan": "gold",
+        "ltv": 1850,
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "customer_since": "2021-03-04",
+    },
+    audiences={"vip": True, "churn": False, "other": True},
+    computed_traits={"orders_90d": 7},
+    external_ids=[
+        {"type": "user_id", "id": "u1"},
+        {"type": "email", "id": "a@example.com"},
+        {"type": "email", "id": "b@example.com"},
+        {"type": "anonymous_id", "id": "x"},
+    ],
+    events=[
+        {
+            "event": "Order Completed",
+            "timestamp": "2026-11-20T10:00:00Z",
+            "properties": {"revenue": 12},
+        }
+    ],
+    accounts=[AccountData("acct_42", {"name": "Initech", "employees": 1200})],
+)
+
+
+def card(
+    data: ProfileData | None = DATA, config: ConnectionFile = CONFIG, **kwargs: Any
+) -> dict[str, Any]:
+    built = build_card(config, "+1 (415) 555-0123", data, NOW - timedelta(seconds=3), NOW, **kwargs)
+    result: dict[str, Any] = built.model_dump(mode="json")
+    return result
+
+
+def test_a_found_card() -> None:
+    built = card()
+    assert built["profile"] == {
+        "segment_id": "use_1",
+        "name": "Ada Lovelace",
+        "subtitle": "Customer since 2021",
+    }
+    assert built["lookup"] == {"input": "+1 (415) 555-0123", "identifier": "phone:+14155550123"}
+    assert built["identifiers"] == [
+        {"type": "email", "label": "Email", "values": ["a@example.com", "b@example.com"]},
+        {"type": "user_id", "label": "ID", "values": ["u1"]},
+    ]
+    assert [(t["label"], t["display"]) for t in built["traits"]] == [
+        ("Plan", "gold"),
+        ("Lifetime value", "$1,850.00"),
+    ]
+    assert built["audiences"] == [{"key": "vip", "label": "VIP", "value": True, "display": "Yes"}]
+    assert built["computed_traits"] == [
+        {"key": "orders_90d", "label": "Orders 90d", "value": 7, "display": "7"}
+    ]
+    assert built["accounts"][0]["traits"][0]["label"] == "Employees"
+    assert built["freshness"] == {
+        "fetched_at": "2026-11-23T11:59:57Z",
+        "age_seconds": 3,
+        "stale": False,
+        "missing": [],
+    }
+
+
+def test_a_not_found_card_has_every_key_and_nothing_else() -> None:
+    built = card(None)
+    assert built["found"] is False and built["profile"] is None
+    assert all(
+        built[k] == []
+        for k in ("identifiers", "traits", "audiences", "computed_traits", "events", "accounts")
+    )
+
+
+def test_stale_and_missing_sections_show_in_freshness() -> None:
+    partial = ProfileData(
+        matched="email:a@example.com", segment_id=None, traits={}, missing=("events",)
+    )
+    built = card(partial, stale=True)
+    assert built["freshness"]["stale"] is True and built["freshness"]["missing"] == ["events"]
+    assert built["profile"]["name"] == "a@example.com"  # no name traits: the matched value
+
+
+def test_unconfigured_sections_show_everything_humanized() -> None:
+    bare = ConnectionFile.model_validate({"connection": {"friendly_name": "x", "space_id": "s"}})
+    built = card(config=bare)
+    assert [a["key"] for a in built["audiences"]] == ["other", "vip"]
+    assert {i["type"] for i in built["identifiers"]} == {"user_id", "email", "anonymous_id"}
+    assert built["traits"] == []  # traits are shown only when configured
+
+
+@pytest.mark.parametrize(
+    ("value", "fmt", "expected"),
+    [
+        (1850, "currency", "$1,850.00"),
+        (12.5, "currency", "$12.50"),
+        ("n/a", "currency", "n/a"),
+        (1234567, "number", "1,234,567"),
+        (3.5, "number", "3.5"),
+        (0.25, "percent", "25%"),
+        (40, "percent", "40%"),
+        ("2021-03-04", "date", "4 Mar 2021"),
+        ("2021-03-04T10:00:00Z", "date", "4 Mar 2021"),
+        ("soon", "date", "soon"),
+        (True, "boolean", "Yes"),
+        (False, "text", "No"),
+        ("true", "boolean", "Yes"),
+        (["a", "b"], "text", "a, b"),
+        ({"b": 1, "a": 2}, "text", '{"a": 2, "b": 1}'),
+        (None, "text", "None"),
+    ],
+)
+def test_display_formats(value: Any, fmt: Any, expected: str) -> None:
+    assert display(value, fmt) == expected
+
+
+def test_other_currencies() -> None:
+    assert display(10, "currency", "EUR") == "€10.00"
+    assert display(10, "currency", "CHF") == "10.00 CHF"
+
+
+@pytest.mark.parametrize(
+    ("key", "label"),
+    [
+        ("orders_90d", "Orders 90d"),
+        ("lifetimeValue", "Lifetime value"),
+        ("VIP", "Vip"),
+        ("cart-abandoners", "Cart abandoners"),
+    ],
+)
+def test_humanize(key: str, label: str) -> None:
+    assert humanize(key) == label
+
+
+@pytest.mark.parametrize(
+    ("traits", "name"),
+    [
+        ({"name": " Ada L "}, "Ada L"),
+        ({"first_name": "Ada"}, "Ada"),
+        ({"name": 5, "last_name": "L"}, "L"),
+        ({}, "+14155550123"),
+    ],
+)
+def test_display_name(traits: dict[str, Any], name: str) -> None:
+    data = ProfileData(matched="phone:+14155550123", segment_id=None, traits=traits)
+    assert display_name(data) == name
+
+
+def test_studio_payload_is_flat() -> None:
+    built = build_card(CONFIG, "x", DATA, NOW, NOW)
+    flat = studio_payload(built, "found")
+    assert flat["trait_plan"] == "gold" and flat["audience_vip"] is True
+    assert flat["identifier_email"] == "a@example.com" and flat["account_name"] == "Initech"
+    assert flat["last_event"] == "Order Completed"
+    assert all(not isinstance(v, dict | list) for v in flat.values())
+
+
+def test_studio_payload_stays_under_64_kb() -> None:
+    huge = ProfileData(
+        matched="user_id:u",
+        segment_id=None,
+        traits={},
+        computed_traits={f"k{n}": "x" * 2000 for n in range(200)},
+    )
+    bare = ConnectionFile.model_validate({"connection": {"friendly_name": "x", "space_id": "s"}})
+    flat = studio_payload(build_card(bare, "x", huge, NOW, NOW), "found")
+    assert len(json.dumps(flat).encode()) < 64 * 1024
+    assert flat["status"] == "found" and flat["found"] is True
+    assert all(len(v) <= 500 for v in flat.values() if isinstance(v, str))
