@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -262,15 +263,25 @@ def demo(port: int, config_file: Path) -> None:
         raise click.ClickException(str(error)) from None
     token = DEFAULTS.token
     sandbox_port = urlsplit(connection.profile_api_url).port or 8087
-    with sandbox_process(
-        "--data",
-        "demo",
-        "--space-id",
-        connection.file.connection.space_id,
-        "--token",
-        token,
-        port=sandbox_port,
-    ) as sandbox:
+    stack = ExitStack()
+    try:
+        sandbox = stack.enter_context(
+            sandbox_process(
+                "--data",
+                "demo",
+                "--space-id",
+                connection.file.connection.space_id,
+                "--token",
+                token,
+                port=sandbox_port,
+            )
+        )
+    except RuntimeError as error:  # it printed why (a busy port, most often)
+        raise click.ClickException(
+            f"{error}\nThe demo's sandbox listens where {config_file}'s profile_api_url says "
+            f"(port {sandbox_port}): free that port or edit the file."
+        ) from None
+    with stack:
         click.echo(sandbox.printed.rstrip())
         url = f"http://127.0.0.1:{port}"
         # Printed before gunicorn starts, from this thread: a thread still running when gunicorn
