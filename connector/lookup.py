@@ -62,11 +62,14 @@ class ProfileLookup:
             )
             for name, (path, params) in sections.items()
         }
-        results: dict[str, Any] = {}
         missing: list[str] = []
-        for name, future in futures.items():
-            results[name] = _result(future, deadline, name, missing)
-        accounts = self._accounts(results.get("links"), deadline, missing)
+        # Links first: the accounts' traits can be on their way while the rest arrives.
+        links = _result(futures.pop("links"), deadline, "links", missing)
+        account_futures = self._request_accounts(links, deadline)
+        results = {
+            name: _result(future, deadline, name, missing) for name, future in futures.items()
+        }
+        accounts = self._collect_accounts(account_futures, deadline, missing)
         return ProfileData(
             matched=str(candidate),
             segment_id=_segment_id(traits),
@@ -99,9 +102,9 @@ class ProfileLookup:
             sections["events"] = ("events", {"limit": str(config.lookup.events_limit)})
         return sections
 
-    def _accounts(
-        self, links: dict[str, Any] | None, deadline: Deadline, missing: list[str]
-    ) -> list[AccountData]:
+    def _request_accounts(
+        self, links: dict[str, Any] | None, deadline: Deadline
+    ) -> dict[str, Future[dict[str, Any]]]:
         group_ids = [
             e["id"]
             for link in _list((links or {}).get("data"))
@@ -109,7 +112,7 @@ class ProfileLookup:
             for e in _list(link.get("external_ids"))
             if e.get("type") == "group_id" and isinstance(e.get("id"), str)
         ]
-        futures = {
+        return {
             g: self._executor.submit(
                 self._client.get,
                 "accounts",
@@ -120,6 +123,11 @@ class ProfileLookup:
             )
             for g in group_ids[:MAX_ACCOUNTS]
         }
+
+    @staticmethod
+    def _collect_accounts(
+        futures: dict[str, Future[dict[str, Any]]], deadline: Deadline, missing: list[str]
+    ) -> list[AccountData]:
         accounts = []
         for group_id, future in futures.items():
             body = _result(future, deadline, "accounts", missing)

@@ -220,6 +220,21 @@ def test_a_429_storm_is_absorbed(
     assert own_sandbox.control.stats()["profile_api"]["by_status"]["429"] >= 1
 
 
+def test_a_section_segment_fails_to_give_is_named_and_cached_briefly(
+    make_connector: ConnectorFactory, own_sandbox: RunningSandbox
+) -> None:
+    connector = make_connector(own_sandbox, not_found_ttl_seconds=0.2)
+    own_sandbox.control.set_faults(error_rate=1.0, path_contains="/events")
+    card = connector.card(**{"from": "+14155550123"}).json()
+    assert card["found"] is True and card["events"] == []
+    assert card["freshness"]["missing"] == ["events"]
+    assert card["traits"] and card["accounts"]  # the rest of the card is there
+    own_sandbox.control.clear_faults()
+    time.sleep(0.3)  # a partial card lives only as long as a "not found"
+    healed = connector.card(**{"from": "+14155550123"}).json()
+    assert healed["events"] and healed["freshness"]["missing"] == []
+
+
 def test_200_concurrent_lookups_make_one_fetch_per_section(
     make_connector: ConnectorFactory, own_sandbox: RunningSandbox, tmp_path: Path
 ) -> None:

@@ -41,6 +41,8 @@ def _inject_faults() -> Response | None:
     faults = sandbox.faults.current
     if target is None or target not in faults.targets:
         return None
+    if faults.path_contains is not None and faults.path_contains not in request.path:
+        return None
     if faults.outage == "hang":
         sandbox.faults.wait_out_hang(faults)
         raise SegmentError(503, "server_error", "The service is unavailable.")

@@ -32,6 +32,7 @@ class Faults:
     outage: Outage = "none"
     hang_seconds: float = 30.0
     targets: frozenset[str] = field(default=frozenset({"profile", "tracking"}))
+    path_contains: str | None = None  # only requests whose path contains this, e.g. "/events"
     seconds: float | None = None
 
     def to_json(self) -> dict[str, Any]:
