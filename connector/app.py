@@ -12,9 +12,11 @@ import httpx
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from connector.drainer import Drainer, DrainPolicy
 from connector.errors import ConnectorError, error_response
+from connector.outbox import Outbox
 from connector.profile_api import build_http_client
-from connector.routes import cards, health
+from connector.routes import cards, events, health
 from connector.service import CardService, current_service
 from connector.settings import ConnectionHolder, config_path
 
@@ -43,14 +45,34 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["cards"] = CardService(holder, build_http_client(transport), settings.processes)
+    service = CardService(holder, build_http_client(transport), settings.processes)
+    app.extensions["cards"] = service
+    # The outbox is shared by every worker through its file; each worker drains it (rows are
+    # leased, so each is sent by one drainer at a time). Idle while write-back is off.
+    outbox = Outbox(holder.current().outbox_path)
+    app.extensions["outbox"] = outbox
+    drainer = Drainer(
+        outbox,
+        service.http,
+        holder.current,
+        DrainPolicy(give_up_after=holder.current().file.writeback.give_up_after_hours * 3600),
+    )
+    app.extensions["drainer"] = drainer
+    drainer.start()
     app.register_blueprint(cards.blueprint)
+    app.register_blueprint(events.blueprint)
     app.register_blueprint(health.blueprint)
     app.after_request(_cors)
     app.register_error_handler(ConnectorError, lambda error: error.response())
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     return app
+
+
+def close_app(app: Flask) -> None:
+    """Stop the drainer and release the pooled client (tests and embedders)."""
+    app.extensions["drainer"].stop()
+    app.extensions["cards"].close()
 
 
 def _cors(response: Response) -> Response:

@@ -99,6 +99,10 @@ class CardCache(Generic[T]):
                 self._entries.popitem(last=False)
         return entry
 
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

@@ -2,6 +2,8 @@
 
 ConnectorError                      status, code, message
 ├── BadRequest                      400 invalid_request_error (the caller's input)
+├── NotFound                        404 not_found (an event's caller is not in Segment)
+├── Forbidden                       403 forbidden (write-back is off)
 └── ProfileApiError                 Segment's answer, with its Request-Id
     ├── ProfileNotFound             404 from Segment (a lookup's normal "no")
     ├── AuthenticationFailed        Segment refused our token: 502 to our caller
@@ -99,3 +101,13 @@ class RateLimited(ProfileApiError):
 class UpstreamUnavailable(ProfileApiError):
     status = 503
     code = "upstream_unavailable"
+
+
+class NotFound(ConnectorError):
+    status = 404
+    code = "not_found"
+
+
+class Forbidden(ConnectorError):
+    status = 403
+    code = "forbidden"

@@ -18,8 +18,9 @@ from connector.errors import AuthenticationFailed, ProfileApiError, ProfileNotFo
 from connector.lookup import ProfileLookup
 from connector.models import ProfileCard
 from connector.profile_api import ProfileClient, encode_identifier
-from connector.resolve import Address
+from connector.resolve import Address, candidates
 from connector.settings import Connection, ConnectionHolder
+from connector.writeback import Identity
 
 PROBE_IDENTIFIER = encode_identifier("user_id", "unified-profiles-connector-readiness-probe")
 PROBE_EVERY = 10.0
@@ -109,6 +110,31 @@ class CardService:
             cached.stale,
         )
         return CardAnswer(card, "found" if card.found else "not_found")
+
+    def identity(self, address: Address) -> Identity | None:
+        """Who an event is about: the first candidate Segment knows, with its user_id if any."""
+        connection, client, _ = self.connection()
+        deadline = Deadline(connection.file.lookup.timeout_seconds)
+        for candidate in candidates(address, connection.file.lookup):
+            try:
+                body = client.get(
+                    "users",
+                    encode_identifier(candidate.type, candidate.value),
+                    "external_ids",
+                    deadline,
+                    {"include": "user_id", "limit": "1"},
+                )
+            except ProfileNotFound:
+                continue
+            user_ids = [e.get("id") for e in body.get("data") or [] if isinstance(e, dict)]
+            user_id = next((u for u in user_ids if isinstance(u, str)), None)
+            return Identity(user_id, candidate)
+        return None
+
+    def forget(self, address: Address) -> None:
+        """Drop a caller's cached card (an event was just written about them)."""
+        _, _, cache = self.connection()
+        cache.forget(address.cache_key)
 
     def probe(self, fresh: bool = False) -> Upstream:
         """Whether the space answers with this token (cached for a few seconds for /readyz)."""

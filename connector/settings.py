@@ -111,6 +111,9 @@ class WritebackSection(_Section):
     enabled: bool = False
     write_key_env: EnvName = "SEGMENT_WRITE_KEY"
     tracking_api_url: HttpUrl | None = None
+    outbox_path: Annotated[str, Field(min_length=1)] = "outbox.sqlite"
+    # Under Segment's 24 h de-duplication window: a late retry can never be a duplicate.
+    give_up_after_hours: float = Field(default=20.0, gt=0, lt=24)
 
 
 class ConnectionFile(_Section):
@@ -154,6 +157,11 @@ class Connection:
     def profile_api_url(self) -> str:
         section = self.file.connection
         return (section.profile_api_url or REGION_URLS[section.region]).rstrip("/")
+
+    @property
+    def outbox_path(self) -> Path:
+        """The outbox file; a relative path is relative to the connection file's folder."""
+        return self.path.parent / self.file.writeback.outbox_path
 
     @property
     def tracking_api_url(self) -> str:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from flask import Flask
 
-from connector.app import AppSettings, create_app
+from connector.app import AppSettings, close_app, create_app
 from connector.loopback import LoopbackServer
 from connector.sandbox import Sandbox, SandboxConfig, SandboxServer
 from connector.sandbox.control_client import SandboxControl
@@ -138,7 +138,7 @@ class RunningConnector:
     def close(self) -> None:
         self.http.close()
         self.server.stop()
-        self.app.extensions["cards"].close()
+        close_app(self.app)
 
 
 ConnectorFactory = Callable[..., RunningConnector]
@@ -153,7 +153,7 @@ def make_connector(tmp_path: Path) -> Iterator[ConnectorFactory]:
     ) -> RunningConnector:
         config = tmp_path / f"connection-{len(started)}.toml"
         config.write_text(connection_toml(sandbox.url, extra, **lookup), encoding="utf-8")
-        environ = {"SEGMENT_PROFILE_API_TOKEN": token}
+        environ = {"SEGMENT_PROFILE_API_TOKEN": token, "SEGMENT_WRITE_KEY": WRITE_KEY}
         app = create_app(AppSettings(config_path=config, environ=environ, reload_every=0.0))
         running = RunningConnector(LoopbackServer(app).start(), app, config)
         started.append(running)

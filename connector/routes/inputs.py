@@ -25,6 +25,11 @@ def lookup_address(default_country: str) -> tuple[Address, str]:
     if len(given) != 1:
         raise BadRequest("Give exactly one of from, phone, email or identifier.")
     ((name, raw),) = given.items()
+    return parse_address(name, raw, default_country), raw
+
+
+def parse_address(name: str, raw: str, default_country: str) -> Address:
+    """One caller field (`from`, `phone`, `email` or `identifier`); a 400 when it names no one."""
     parsers = {
         "from": lambda text: parse_from(text, default_country),
         "phone": lambda text: _parse_phone(text, default_country),
@@ -32,7 +37,7 @@ def lookup_address(default_country: str) -> tuple[Address, str]:
         "identifier": parse_identifier,
     }
     try:
-        return parsers[name](raw), raw
+        return parsers[name](raw)
     except InvalidAddress as error:
         raise BadRequest(f"The {name} given is {error}.") from None
 
@@ -40,7 +45,7 @@ def lookup_address(default_country: str) -> tuple[Address, str]:
 def _fields() -> dict[str, str | None]:
     sources: list[Any] = [request.args]
     if request.method == "POST":
-        sources.append(_json_object() if request.is_json else request.form)
+        sources.append(json_object() if request.is_json else request.form)
     found: dict[str, str | None] = {}
     for name, aliases in FIELDS.items():
         for source in sources:
@@ -54,7 +59,7 @@ def _fields() -> dict[str, str | None]:
     return found
 
 
-def _json_object() -> dict[str, Any]:
+def json_object() -> dict[str, Any]:
     try:
         body = request.get_json(silent=True)
     except RecursionError:  # deeply nested JSON

@@ -1,0 +1,191 @@
+"""The durable outbox of events for Segment: SQLite in WAL mode, shared by every worker process.
+
+An accepted event is committed here before the API answers 202. Drainers claim rows with a lease
+(so each row is being sent by one drainer at a time, and a crashed drainer's rows come back when
+its lease ends), mark them sent, put them back with a delay, or park them as dead letters.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',      -- pending | sent | dead
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    lease_until REAL NOT NULL DEFAULT 0,
+    last_error TEXT,
+    done_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
+"""
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    message_id: str
+    message: dict[str, Any]
+    size: int
+    created_at: float
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Depth:
+    pending: int
+    oldest_pending_age: float | None
+    sent: int
+    dead: int
+
+
+class Outbox:
+    """One connection per thread (sqlite3 connections are not shared across threads)."""
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._clock = clock
+        self._local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db().executescript(SCHEMA)  # idempotent; executescript manages its own commit
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # an accepted event survives a power cut
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def add(self, message: dict[str, Any]) -> bool:
+        """Commit a message; False when its messageId is already here (a retried request)."""
+        body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        now = self._clock()
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO outbox (message_id, body, size, created_at,"
+                " next_attempt_at) VALUES (?, ?, ?, ?, ?)",
+                (message["messageId"], body, len(body.encode()), now, now),
+            )
+        return cursor.rowcount == 1
+
+    def claim(self, max_messages: int, max_bytes: int, lease: float) -> list[Row]:
+        """Due rows, oldest first, within the limits; leased to the caller for `lease` seconds."""
+        now = self._clock()
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT id, message_id, body, size, created_at, attempts FROM outbox"
+                " WHERE state = 'pending' AND next_attempt_at <= ? AND lease_until <= ?"
+                " ORDER BY id LIMIT ?",
+                (now, now, max_messages),
+            ).fetchall()
+            chosen: list[Any] = []
+            total = 0
+            for row in rows:
+                if chosen and total + row[3] > max_bytes:
+                    break
+                chosen.append(row)
+                total += row[3]
+            db.executemany(
+                "UPDATE outbox SET lease_until = ?, attempts = attempts + 1 WHERE id = ?",
+                [(now + lease, row[0]) for row in chosen],
+            )
+        return [Row(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5] + 1) for r in chosen]
+
+    def mark_sent(self, rows: Sequence[Row]) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE outbox SET state = 'sent', done_at = ?, last_error = NULL,"
+                " body = '{}' WHERE id = ?",
+                [(self._clock(), r.id) for r in rows],
+            )
+
+    def retry_later(self, rows: Sequence[Row], delay: float, error: str) -> None:
+        due = self._clock() + delay
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE outbox SET next_attempt_at = ?, lease_until = 0,"
+                " last_error = ? WHERE id = ?",
+                [(due, error, r.id) for r in rows],
+            )
+
+    def park(self, rows: Sequence[Row], reason: str) -> None:
+        """Dead letters: kept with their reason for `connector outbox` to retry or purge."""
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE outbox SET state = 'dead', done_at = ?, lease_until = 0,"
+                " last_error = ? WHERE id = ?",
+                [(self._clock(), reason, r.id) for r in rows],
+            )
+
+    def depth(self) -> Depth:
+        db = self._db()
+        counts = dict(db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall())
+        oldest = db.execute(
+            "SELECT MIN(created_at) FROM outbox WHERE state = 'pending'"
+        ).fetchone()[0]
+        return Depth(
+            counts.get("pending", 0),
+            self._clock() - oldest if oldest else None,
+            counts.get("sent", 0),
+            counts.get("dead", 0),
+        )
+
+    def dead_letters(self, limit: int = 100) -> list[tuple[str, str, float]]:
+        """(messageId, reason, parked at) of the most recent dead letters."""
+        rows = (
+            self._db()
+            .execute(
+                "SELECT message_id, last_error, done_at FROM outbox WHERE state = 'dead'"
+                " ORDER BY done_at DESC LIMIT ?",
+                (limit,),
+            )
+            .fetchall()
+        )
+        return [(m, e or "", d) for m, e, d in rows]
+
+    def retry_dead(self) -> int:
+        with self._transaction() as db:
+            return db.execute(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = ?,"
+                " attempts = 0 WHERE state = 'dead'",
+                (self._clock(),),
+            ).rowcount
+
+    def purge_dead(self) -> int:
+        with self._transaction() as db:
+            return db.execute("DELETE FROM outbox WHERE state = 'dead'").rowcount
+
+    def forget_sent(self, older_than: float) -> int:
+        """Drop sent rows past Segment's 24 h de-duplication window (their ids no longer help)."""
+        with self._transaction() as db:
+            return db.execute(
+                "DELETE FROM outbox WHERE state = 'sent' AND done_at < ?",
+                (self._clock() - older_than,),
+            ).rowcount

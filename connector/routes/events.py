@@ -1,0 +1,58 @@
+"""`POST /v1/events`: interaction events for Segment, committed to the outbox before the 202."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from connector.errors import BadRequest, Forbidden, NotFound
+from connector.outbox import Outbox
+from connector.routes.inputs import json_object, parse_address
+from connector.service import current_service
+from connector.writeback import CALLER_FIELDS, InvalidEvent, build_message, parse_event, unflatten
+
+blueprint = Blueprint("events", __name__)
+
+
+@blueprint.post("/v1/events")
+def record_event() -> Response:
+    service = current_service()
+    connection = service.holder.current()
+    if not connection.file.writeback.enabled:
+        raise Forbidden("Write-back is not enabled in this connection ([writeback] enabled).")
+    try:
+        event = parse_event(_body())
+    except InvalidEvent as error:
+        raise BadRequest(f"Invalid event: {error}.") from None
+    name, raw = next((n, v) for n in CALLER_FIELDS if (v := event.caller(n)))
+    address = parse_address(name, raw, connection.file.lookup.default_country)
+    identity = service.identity(address)
+    if identity is None:
+        raise NotFound("No Segment profile matches this caller; the event was not recorded.")
+    try:
+        message = build_message(
+            event,
+            identity,
+            datetime.now(UTC),
+            caller_email=address.value if address.kind == "email" else None,
+            caller_phone=address.value if address.kind == "phone" else None,
+        )
+    except InvalidEvent as error:
+        raise BadRequest(f"Invalid event: {error}.") from None
+    outbox: Outbox = current_app.extensions["outbox"]
+    added = outbox.add(message)  # committed: from here on the event cannot be lost
+    service.forget(address)
+    response = jsonify({"messageId": message["messageId"], "queued": True, "duplicate": not added})
+    response.status_code = 202
+    return response
+
+
+def _body() -> dict[str, Any]:
+    if request.is_json:
+        return json_object()
+    try:
+        return unflatten(request.form)
+    except InvalidEvent as error:
+        raise BadRequest(f"Invalid event: {error}.") from None

@@ -1,0 +1,245 @@
+"""Events written back to Segment through the outbox, end to end against the sandbox."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from connector.outbox import Outbox
+from tests.conftest import ConnectorFactory, RunningConnector, RunningSandbox, SandboxFactory
+
+ENGAGEMENT = {
+    "type": "track",
+    "event": "Flex - Engagement Completed",
+    "properties": {
+        "channelSid": "CH123",
+        "interactionSid": "KD123",
+        "codes": {"dispositionCode": "resolved", "topic": "billing"},
+        "sentiment": "positive",
+    },
+}
+
+
+@pytest.fixture
+def sandbox(make_sandbox: SandboxFactory) -> RunningSandbox:
+    return make_sandbox(data="demo")
+
+
+@pytest.fixture
+def connector(make_connector: ConnectorFactory, sandbox: RunningSandbox) -> RunningConnector:
+    extra = f'\n[writeback]\nenabled = true\ntracking_api_url = "{sandbox.url}"\n'
+    return make_connector(sandbox, extra)
+
+
+def outbox(connector: RunningConnector) -> Outbox:
+    found: Outbox = connector.app.extensions["outbox"]
+    return found
+
+
+def drained(connector: RunningConnector, within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while outbox(connector).depth().pending and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert outbox(connector).depth().pending == 0, "the outbox did not drain"
+
+
+def post(connector: RunningConnector, body: dict[str, Any]) -> Any:
+    return connector.http.post("/v1/events", json=body)
+
+
+def test_an_engagement_event_shows_on_the_next_card(connector: RunningConnector) -> None:
+    assert connector.card(**{"from": "+14155550123"}).json()["found"]  # cached now
+    response = post(connector, {**ENGAGEMENT, "from": "+14155550123"})
+    assert response.status_code == 202
+    accepted = response.json()
+    assert accepted["queued"] is True and len(accepted["messageId"]) < 100
+    drained(connector)
+    card = connector.card(**{"from": "+14155550123"}).json()
+    latest = card["events"][0]
+    assert latest["event"] == "Flex - Engagement Completed"
+    assert latest["properties"]["codes"] == {"dispositionCode": "resolved", "topic": "billing"}
+
+
+def test_the_event_is_about_the_profiles_user_id(
+    connector: RunningConnector, sandbox: RunningSandbox
+) -> None:
+    post(connector, {**ENGAGEMENT, "email": "Ada@Example.com"})
+    drained(connector)
+    events = sandbox.profile("user_id:u-ada", "events").json()["data"]
+    assert events[0]["external_ids"][0] == {
+        "collection": "users",
+        "type": "user_id",
+        "id": "u-ada",
+        "encoding": "none",
+    }
+
+
+def test_studio_posts_a_form_with_dotted_fields(
+    connector: RunningConnector, sandbox: RunningSandbox
+) -> None:
+    response = connector.http.post(
+        "/v1/events",
+        data={
+            "From": "whatsapp:+5511912345678",
+            "event": "IVR Choice",
+            "properties.choice": "2",
+            "properties.menu.name": "main",
+        },
+    )
+    assert response.status_code == 400  # Studio's `From` is for lookups; events take `from`
+    response = connector.http.post(
+        "/v1/events",
+        data={
+            "from": "whatsapp:+5511912345678",
+            "event": "IVR Choice",
+            "properties.choice": "2",
+            "properties.menu.name": "main",
+        },
+    )
+    assert response.status_code == 202, response.text
+    drained(connector)
+    event = sandbox.profile("user_id:u-joao", "events").json()["data"][0]
+    assert (event["event"], event["properties"]) == (
+        "IVR Choice",
+        {"choice": "2", "menu": {"name": "main"}},
+    )
+
+
+def test_a_subscription_change_lands_on_the_profile(
+    connector: RunningConnector, sandbox: RunningSandbox
+) -> None:
+    response = post(
+        connector,
+        {
+            "type": "subscriptions",
+            "from": "whatsapp:+5511912345678",
+            "whatsapp_subscription_status": False,
+            "email": "joao.silva@example.com.br",
+            "email_subscription_status": "true",
+            "email_subscription_groups": {"newsletter": "false"},
+        },
+    )
+    assert response.status_code == 202, response.text
+    drained(connector)
+    profile = sandbox.control.profile("users", "user_id:u-joao")
+    assert profile is not None
+    statuses = {(s["type"], s["key"]): s["status"] for s in profile["subscriptions"]}
+    assert statuses[("WHATSAPP", "+5511912345678")] == "UNSUBSCRIBED"
+    assert statuses[("EMAIL", "joao.silva@example.com.br")] == "SUBSCRIBED"
+
+
+def test_identify_traits_change_the_card(connector: RunningConnector) -> None:
+    post(connector, {"type": "identify", "from": "+14155550123", "traits": {"plan": "platinum"}})
+    drained(connector)
+    traits = connector.card(**{"from": "+14155550123"}).json()["traits"]
+    assert traits[0] == {"key": "plan", "label": "Plan", "value": "platinum", "display": "platinum"}
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({**ENGAGEMENT, "from": "+14155550100"}, 404),  # nobody in Segment has this number
+        ({"type": "track", "from": "+14155550123"}, 400),
+        ({"type": "group", "from": "+14155550123"}, 400),
+        ({"type": "subscriptions", "from": "+14155550123"}, 400),
+        (
+            {
+                "type": "subscriptions",
+                "identifier": "user_id:u-ada",
+                "sms_subscription_status": "yes",
+            },
+            400,
+        ),
+        (
+            {
+                "type": "subscriptions",
+                "identifier": "user_id:u-ada",
+                "sms_subscription_status": "true",
+            },
+            400,
+        ),  # no phone to subscribe
+        ({**ENGAGEMENT}, 400),  # no caller
+        ({**ENGAGEMENT, "from": "hello"}, 400),
+        ({**ENGAGEMENT, "from": "+14155550123", "surprise": 1}, 400),
+        ({**ENGAGEMENT, "from": "+14155550123", "properties": {"blob": "x" * 40_000}}, 400),
+        ({**ENGAGEMENT, "from": "+14155550123", "messageId": "m" * 100}, 400),
+    ],
+)
+def test_refusals(connector: RunningConnector, body: dict[str, Any], status: int) -> None:
+    response = post(connector, body)
+    assert response.status_code == status, response.text
+    assert set(response.json()["error"]) == {"code", "message"}
+    assert outbox(connector).depth().pending == 0
+
+
+def test_write_back_off_is_403(make_connector: ConnectorFactory, sandbox: RunningSandbox) -> None:
+    response = post(make_connector(sandbox), {**ENGAGEMENT, "from": "+14155550123"})
+    assert response.status_code == 403
+
+
+def test_a_retried_request_is_recorded_once(
+    connector: RunningConnector, sandbox: RunningSandbox
+) -> None:
+    body = {**ENGAGEMENT, "from": "+14155550123", "timestamp": "2026-11-23T10:00:00Z"}
+    first, again = post(connector, body).json(), post(connector, body).json()
+    assert first["messageId"] == again["messageId"] and again["duplicate"] is True
+    drained(connector)
+    receipts = sandbox.control.stats(detail=True)["tracking"]["receipts"]
+    assert receipts[first["messageId"]] == 1
+
+
+def test_1000_events_during_an_outage_are_all_delivered_once(
+    connector: RunningConnector, sandbox: RunningSandbox
+) -> None:
+    sandbox.control.set_faults(error_rate=1.0, targets=["tracking"])
+    callers = ["+14155550123", "+447700900123", "whatsapp:+5511912345678", "+33612345678"]
+    ids = set()
+    for n in range(1000):
+        response = post(
+            connector,
+            {
+                "type": "track",
+                "event": "Outage Drill",
+                "properties": {"n": n},
+                "from": callers[n % 4],
+            },
+        )
+        assert response.status_code == 202
+        ids.add(response.json()["messageId"])
+    time.sleep(1.0)
+    assert outbox(connector).depth().pending == 1000  # nothing got through, nothing lost
+    sandbox.control.clear_faults()
+    drained(connector, within=60)
+    tracking = sandbox.control.stats(detail=True)["tracking"]
+    assert {m for m in tracking["receipts"] if m in ids} == ids
+    assert all(tracking["receipts"][m] == 1 for m in ids)
+    assert tracking["dropped"] == {}
+
+
+def test_a_poisoned_message_is_parked_and_the_rest_delivered(
+    connector: RunningConnector, sandbox: RunningSandbox
+) -> None:
+    sandbox.control.set_faults(error_rate=1.0, targets=["tracking"])  # so they batch together
+    good = [
+        post(connector, {"type": "track", "event": f"Good {n}", "from": "+14155550123"}).json()[
+            "messageId"
+        ]
+        for n in range(9)
+    ]
+    poison = {
+        "type": "track",
+        "userId": "u-ada",
+        "event": "Too Big",
+        "messageId": "poison-1",
+        "properties": {"blob": "x" * 40_000},
+    }  # what an older version might have queued
+    assert outbox(connector).add(poison)
+    sandbox.control.clear_faults()
+    drained(connector)
+    receipts = sandbox.control.stats(detail=True)["tracking"]["receipts"]
+    assert all(receipts.get(m) == 1 for m in good)
+    assert "poison-1" not in receipts
+    dead = outbox(connector).dead_letters()
+    assert [(m, "32 KB" in reason) for m, reason, _ in dead] == [("poison-1", True)]
