@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from connector.outbox import Outbox
 from connector.profile_api import build_http_client
 from connector.sandbox.core import DataFileError, Sandbox, SandboxConfig
 from connector.sandbox.datagen import write_demo, write_synthetic
@@ -25,6 +26,7 @@ from connector.settings import (
     ConnectionHolder,
     config_path,
     load_connection,
+    outbox_file,
     read_connection_file,
 )
 
@@ -299,6 +301,33 @@ def _print_examples(url: str, config_file: Path) -> None:
         f"  curl -X POST {url}/v1/studio/lookup --data-urlencode 'From=whatsapp:+5511912345678'\n"
         f"  curl '{url}/readyz'\n"
     )
+
+
+@main.command()
+@config_option
+@click.option("--retry-dead", is_flag=True, help="Put every dead letter back in line.")
+@click.option("--purge-dead", is_flag=True, help="Delete every dead letter.")
+def outbox(config_file: Path | None, retry_dead: bool, purge_dead: bool) -> None:
+    """The write-back outbox: depth, oldest pending event, dead letters."""
+    path = config_path(config_file)
+    try:  # no secrets needed to look at the outbox
+        file = read_connection_file(path)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    box = Outbox(outbox_file(path, file))
+    if retry_dead:
+        click.echo(f"{box.retry_dead()} dead letter(s) back in line")
+    if purge_dead:
+        click.echo(f"{box.purge_dead()} dead letter(s) deleted")
+    depth = box.depth()
+    oldest = f"{depth.oldest_pending_age:.0f}s" if depth.oldest_pending_age is not None else "-"
+    state = "on" if file.writeback.enabled else "off"
+    click.echo(
+        f"outbox {outbox_file(path, file)} (write-back {state}): {depth.pending} pending "
+        f"(oldest {oldest}), {depth.sent} sent, {depth.dead} dead"
+    )
+    for message_id, reason, _ in box.dead_letters(limit=20):
+        click.echo(f"  dead {message_id}: {reason}")
 
 
 @main.command("generate-data")

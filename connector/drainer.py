@@ -23,7 +23,7 @@ from connector.settings import Connection
 log = logging.getLogger(__name__)
 MAX_BATCH_MESSAGES = 500  # Segment allows 2,500; smaller batches isolate a bad one sooner
 MAX_BATCH_BYTES = 450 * 1024  # under Segment's 500 KB, leaving room for the envelope
-LEASE_SECONDS = 30.0
+LEASE_SECONDS = 15.0  # longer than SEND_TIMEOUT: a live drainer never loses its lease
 SEND_TIMEOUT = httpx.Timeout(10.0, connect=2.0)
 
 

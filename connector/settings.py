@@ -160,14 +160,18 @@ class Connection:
 
     @property
     def outbox_path(self) -> Path:
-        """The outbox file; a relative path is relative to the connection file's folder."""
-        return self.path.parent / self.file.writeback.outbox_path
+        return outbox_file(self.path, self.file)
 
     @property
     def tracking_api_url(self) -> str:
         return (
             self.file.writeback.tracking_api_url or TRACKING_URLS[self.file.connection.region]
         ).rstrip("/")
+
+
+def outbox_file(config: Path, file: ConnectionFile) -> Path:
+    """The outbox file; a relative path is relative to the connection file's folder."""
+    return config.parent / file.writeback.outbox_path
 
 
 class ConfigError(ValueError):
