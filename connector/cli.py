@@ -307,7 +307,8 @@ def _print_examples(url: str, config_file: Path) -> None:
 @config_option
 @click.option("--retry-dead", is_flag=True, help="Put every dead letter back in line.")
 @click.option("--purge-dead", is_flag=True, help="Delete every dead letter.")
-def outbox(config_file: Path | None, retry_dead: bool, purge_dead: bool) -> None:
+@click.option("--retry-now", is_flag=True, help="Send pending events now, not after backoff.")
+def outbox(config_file: Path | None, retry_dead: bool, purge_dead: bool, retry_now: bool) -> None:
     """The write-back outbox: depth, oldest pending event, dead letters."""
     path = config_path(config_file)
     try:  # no secrets needed to look at the outbox
@@ -319,6 +320,8 @@ def outbox(config_file: Path | None, retry_dead: bool, purge_dead: bool) -> None
         click.echo(f"{box.retry_dead()} dead letter(s) back in line")
     if purge_dead:
         click.echo(f"{box.purge_dead()} dead letter(s) deleted")
+    if retry_now:
+        click.echo(f"{box.retry_now()} pending event(s) due now")
     depth = box.depth()
     oldest = f"{depth.oldest_pending_age:.0f}s" if depth.oldest_pending_age is not None else "-"
     state = "on" if file.writeback.enabled else "off"

@@ -178,6 +178,15 @@ class Outbox:
                 (self._clock(),),
             ).rowcount
 
+    def retry_now(self) -> int:
+        """Make every pending message due now (after an outage is known to be over)."""
+        with self._transaction() as db:
+            return db.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending'"
+                " AND next_attempt_at > ?",
+                (self._clock(), self._clock()),
+            ).rowcount
+
     def purge_dead(self) -> int:
         with self._transaction() as db:
             return db.execute("DELETE FROM outbox WHERE state = 'dead'").rowcount

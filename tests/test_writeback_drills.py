@@ -129,3 +129,11 @@ def test_outbox_command_shows_and_settles_dead_letters(tmp_path: Path) -> None:
     box.park(box.claim(10, 10**6, lease=60)[:1], "gave up")
     assert "1 dead letter(s) deleted" in outbox("--purge-dead")
     assert box.depth().dead == 0
+    later = Outbox(tmp_path / "later.sqlite")
+    for n in range(2):
+        later.add({"type": "track", "userId": "u", "event": "E", "messageId": f"later{n}"})
+    later.retry_later(later.claim(10, 10**6, lease=60), delay=3600, error="HTTP 503")
+    assert later.claim(10, 10**6, lease=60) == []  # backing off for an hour
+    config.write_text(config.read_text() + 'outbox_path = "later.sqlite"\n')
+    assert "2 pending event(s) due now" in outbox("--retry-now")
+    assert len(later.claim(10, 10**6, lease=60)) == 2

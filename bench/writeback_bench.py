@@ -1,0 +1,158 @@
+"""Write-back throughput: events/s accepted into the outbox, and delivered to Segment.
+
+    python -m bench.writeback_bench --events 3000 --concurrency 16
+
+The connector runs under gunicorn (`connector serve`, 2 workers, each with a drainer thread)
+against a `connector sandbox` process. Phase 1 holds delivery back (the sandbox's tracking API
+answers 503) and measures acceptance alone: each POST /v1/events identifies the caller through the
+Profile API, then commits to the SQLite outbox. Phase 2 lets delivery through, makes every held
+event due at once (`connector outbox --retry-now`), and measures how fast the drainers empty the
+outbox into /v1/batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.common import percentiles, table
+from connector.outbox import Outbox
+from connector.sandbox.control_client import SandboxControl
+from connector.sandbox.process import sandbox_process
+from connector.serve import serve_process
+
+TOKEN, WRITE_KEY, SPACE = "bench-token", "bench-write-key", "spa_bench"
+CALLERS = [
+    "+14155550123",
+    "+447700900123",
+    "+33612345678",
+    "+819012345678",
+    "whatsapp:+5511912345678",
+    "ada@example.com",
+]
+CONFIG = f"""
+[connection]
+friendly_name = "Write-back benchmark"
+space_id = "{SPACE}"
+profile_api_url = "{{url}}"
+
+[lookup]
+rate_limit = 100000
+
+[writeback]
+enabled = true
+tracking_api_url = "{{url}}"
+"""
+
+
+def accept(url: str, events: int, concurrency: int) -> tuple[list[float], float]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+    counter = iter(range(events))
+
+    def worker() -> None:
+        with httpx.Client(base_url=url, timeout=15) as client:
+            for n in counter:
+                started = time.perf_counter()
+                response = client.post(
+                    "/v1/events",
+                    json={
+                        "event": "Bench Event",
+                        "properties": {"n": n},
+                        "from": CALLERS[n % len(CALLERS)],
+                    },
+                )
+                if response.status_code != 202:
+                    raise RuntimeError(f"refused: {response.status_code} {response.text}")
+                with lock:
+                    latencies.append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        sandbox_process(
+            "--data",
+            "demo",
+            "--space-id",
+            SPACE,
+            "--token",
+            TOKEN,
+            "--write-key",
+            WRITE_KEY,
+            "--rate-limit",
+            "0",
+        ) as sandbox,
+    ):
+        control = SandboxControl(sandbox.url)
+        config = Path(tmp) / "connection.toml"
+        config.write_text(CONFIG.replace("{url}", sandbox.url), encoding="utf-8")
+        outbox = Outbox(Path(tmp) / "outbox.sqlite")
+        env = {"SEGMENT_PROFILE_API_TOKEN": TOKEN, "SEGMENT_WRITE_KEY": WRITE_KEY}
+        with serve_process(config, env, workers=2, threads=32) as url:
+            control.set_faults(error_rate=1.0, targets=["tracking"])  # phase 1: hold delivery
+            latencies, accept_wall = accept(url, args.events, args.concurrency)
+            held = outbox.depth().pending
+            control.clear_faults()  # phase 2: deliver, without waiting out phase 1's backoff
+            started = time.perf_counter()
+            outbox.retry_now()
+            while outbox.depth().pending:
+                time.sleep(0.02)
+            deliver_wall = time.perf_counter() - started
+        stats = control.stats()["tracking"]
+        control.close()
+    p = percentiles(latencies)
+    print(
+        f"\n{args.events} events from {args.concurrency} concurrent clients; connector under "
+        f"gunicorn, 2 workers\n"
+    )
+    print(
+        table(
+            ["phase", "events", "seconds", "events/s", "p50 ms", "p95 ms", "p99 ms"],
+            [
+                [
+                    "accepted into the outbox (POST /v1/events -> 202)",
+                    len(latencies),
+                    accept_wall,
+                    len(latencies) / accept_wall,
+                    p["p50"],
+                    p["p95"],
+                    p["p99"],
+                ],
+                [
+                    "delivered to /v1/batch from the outbox",
+                    held,
+                    deliver_wall,
+                    held / deliver_wall,
+                    "",
+                    "",
+                    "",
+                ],
+            ],
+        )
+    )
+    print(
+        f"\nat the sandbox: {stats.get('accepted', 0)} accepted, dropped {stats['dropped']}, "
+        f"{stats['repeated_message_ids']} messageIds received more than once"
+    )
+
+
+if __name__ == "__main__":
+    main()
