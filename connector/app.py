@@ -45,12 +45,14 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    service = CardService(holder, build_http_client(transport), settings.processes)
-    app.extensions["cards"] = service
     # The outbox is shared by every worker through its file; each worker drains it (rows are
     # leased, so each is sent by one drainer at a time). Idle while write-back is off.
     outbox = Outbox(holder.current().outbox_path)
     app.extensions["outbox"] = outbox
+    service = CardService(
+        holder, build_http_client(transport), settings.processes, outbox.delivered_since
+    )
+    app.extensions["cards"] = service
     drainer = Drainer(
         outbox,
         service.http,

@@ -42,12 +42,21 @@ class CardCache(Generic[T]):
         self.hits = self.misses = self.stale_served = 0
 
     def get(
-        self, key: str, fetch: Callable[[], tuple[T, float]], stale_for: float, wait: float
+        self,
+        key: str,
+        fetch: Callable[[], tuple[T, float]],
+        stale_for: float,
+        wait: float,
+        outdated: Callable[[Cached[T]], bool] | None = None,
     ) -> Cached[T]:
         """The cached value, or `fetch()`'s (value, ttl) shared with concurrent callers.
 
-        `wait` bounds how long a follower waits for the leader's fetch.
+        `wait` bounds how long a follower waits for the leader's fetch; `outdated` can declare
+        an unexpired entry out of date (say, an event about this caller was delivered since).
         """
+        entry = self._entries.get(key)
+        if entry is not None and outdated is not None and outdated(entry):
+            self.forget(key)
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and entry.expires > self._clock():

@@ -258,8 +258,10 @@ def check(config_file: Path | None) -> None:
 def demo(port: int, config_file: Path) -> None:
     """The sandbox with demo data and the connector, both on 127.0.0.1."""
     try:
-        token_env = read_connection_file(config_file).connection.token_env
-        os.environ[token_env] = DEFAULTS.token  # the demo connects with the sandbox's own token
+        file = read_connection_file(config_file)
+        # The demo uses the sandbox's own token and write key.
+        os.environ[file.connection.token_env] = DEFAULTS.token
+        os.environ[file.writeback.write_key_env] = DEFAULTS.write_key
         connection = load_connection(config_file)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
@@ -299,6 +301,9 @@ def _print_examples(url: str, config_file: Path) -> None:
         f"  curl '{url}/v1/cards?from=%2B14155550123'\n"
         f"  curl '{url}/v1/cards?email=Fatima.Zahra@Example.com'\n"
         f"  curl -X POST {url}/v1/studio/lookup --data-urlencode 'From=whatsapp:+5511912345678'\n"
+        f"  curl -X POST {url}/v1/events -H 'content-type: application/json' -d "
+        f"""'{{"event": "Flex - Engagement Completed", "from": "+14155550123", """
+        f"""\"properties": {{"sentiment": "positive"}}}}'\n"""
         f"  curl '{url}/readyz'\n"
     )
 

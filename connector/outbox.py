@@ -29,10 +29,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_attempt_at REAL NOT NULL,
     lease_until REAL NOT NULL DEFAULT 0,
     last_error TEXT,
-    done_at REAL
+    done_at REAL,
+    subject TEXT  -- the caller's cache key: a delivery makes their cached card out of date
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
 """
+# Outbox files written before `subject` existed get the column (and its index) added.
+MIGRATIONS = ("ALTER TABLE outbox ADD COLUMN subject TEXT",)
+SUBJECT_INDEX = "CREATE INDEX IF NOT EXISTS outbox_subject ON outbox (subject, done_at)"
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,13 @@ class Outbox:
         self._clock = clock
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db().executescript(SCHEMA)  # idempotent; executescript manages its own commit
+        db = self._db()
+        db.executescript(SCHEMA)  # idempotent; executescript manages its own commit
+        columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+        if "subject" not in columns:
+            for statement in MIGRATIONS:
+                db.execute(statement)
+        db.execute(SUBJECT_INDEX)
 
     def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -83,17 +93,29 @@ class Outbox:
             raise
         db.execute("COMMIT")
 
-    def add(self, message: dict[str, Any]) -> bool:
-        """Commit a message; False when its messageId is already here (a retried request)."""
+    def add(self, message: dict[str, Any], subject: str | None = None) -> bool:
+        """Commit a message about `subject`; False when its messageId is already here."""
         body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
         now = self._clock()
         with self._transaction() as db:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO outbox (message_id, body, size, created_at,"
-                " next_attempt_at) VALUES (?, ?, ?, ?, ?)",
-                (message["messageId"], body, len(body.encode()), now, now),
+                " next_attempt_at, subject) VALUES (?, ?, ?, ?, ?, ?)",
+                (message["messageId"], body, len(body.encode()), now, now, subject),
             )
         return cursor.rowcount == 1
+
+    def delivered_since(self, subject: str, moment: float) -> bool:
+        """Whether an event about `subject` reached Segment after `moment` (wall clock)."""
+        row = (
+            self._db()
+            .execute(
+                "SELECT 1 FROM outbox WHERE subject = ? AND state = 'sent' AND done_at > ? LIMIT 1",
+                (subject, moment),
+            )
+            .fetchone()
+        )
+        return row is not None
 
     def claim(self, max_messages: int, max_bytes: int, lease: float) -> list[Row]:
         """Due rows, oldest first, within the limits; leased to the caller for `lease` seconds."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,9 +49,18 @@ class CardAnswer:
 
 
 class CardService:
-    def __init__(self, holder: ConnectionHolder, http: httpx.Client, processes: int = 1) -> None:
+    def __init__(
+        self,
+        holder: ConnectionHolder,
+        http: httpx.Client,
+        processes: int = 1,
+        delivered_since: Callable[[str, float], bool] | None = None,
+    ) -> None:
         self.holder = holder
         self.http = http
+        # Whether an event about a caller reached Segment since a moment: their card is then
+        # out of date in every worker (the outbox file is what workers share).
+        self.delivered_since = delivered_since
         self.processes = max(1, processes)
         self.executor = ThreadPoolExecutor(SECTION_THREADS, thread_name_prefix="sections")
         self._lock = threading.Lock()
@@ -98,8 +108,14 @@ class CardService:
             complete = data is not None and not data.missing
             return data, settings.card_ttl_seconds if complete else settings.not_found_ttl_seconds
 
+        def outdated(entry: Cached[ProfileData | None]) -> bool:
+            delivered = self.delivered_since
+            return delivered is not None and delivered(
+                address.cache_key, entry.fetched_at.timestamp()
+            )
+
         cached: Cached[ProfileData | None] = cache.get(
-            address.cache_key, fetch, settings.stale_for_seconds, deadline.remaining()
+            address.cache_key, fetch, settings.stale_for_seconds, deadline.remaining(), outdated
         )
         card = build_card(
             connection.file,
@@ -130,11 +146,6 @@ class CardService:
             user_id = next((u for u in user_ids if isinstance(u, str)), None)
             return Identity(user_id, candidate)
         return None
-
-    def forget(self, address: Address) -> None:
-        """Drop a caller's cached card (an event was just written about them)."""
-        _, _, cache = self.connection()
-        cache.forget(address.cache_key)
 
     def probe(self, fresh: bool = False) -> Upstream:
         """Whether the space answers with this token (cached for a few seconds for /readyz)."""

@@ -109,7 +109,10 @@ def write_jsonl(path: Path, messages: list[dict[str, Any]]) -> Path:
 # --- the connector, served on loopback against a sandbox -------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO_CONFIG = (ROOT / "config" / "demo.toml").read_text(encoding="utf-8")
+# The demo connection without its [writeback] section: tests that write back add their own.
+DEMO_CONFIG = (
+    (ROOT / "config" / "demo.toml").read_text(encoding="utf-8").split("\n# Events written back")[0]
+)
 
 
 def connection_toml(sandbox_url: str, extra: str = "", **lookup: Any) -> str:

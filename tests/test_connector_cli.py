@@ -105,11 +105,22 @@ def test_demo_runs_the_sandbox_and_the_connector(tmp_path: Path) -> None:
     ) as process:
         try:
             card = _first_card(f"http://127.0.0.1:{port}", process)
+            written = httpx.post(
+                f"http://127.0.0.1:{port}/v1/events",
+                json={
+                    "event": "Flex - Engagement Completed",
+                    "from": "+14155550123",
+                    "properties": {"sentiment": "positive"},
+                },
+            )
+            assert written.status_code == 202, written.text
+            shown = _wait_for_event(f"http://127.0.0.1:{port}", "Flex - Engagement Completed")
             process.send_signal(signal.SIGINT)
             output, _ = process.communicate(timeout=20)
         finally:
             process.kill()
     assert card is not None, f"the demo did not answer; it printed:\n{output}"
+    assert shown, "the event written through the demo never showed on the card"
     assert card["profile"]["name"] == "Ada Lovelace"
     assert "Try:" in output and "/v1/studio/lookup" in output
     with pytest.raises(httpx.ConnectError):  # the demo's sandbox stopped with it
@@ -129,3 +140,14 @@ def _first_card(url: str, process: subprocess.Popen[str]) -> dict[str, Any] | No
             pass
         time.sleep(0.2)
     return None
+
+
+def _wait_for_event(url: str, name: str) -> bool:
+    """Whether the event shows on the caller's card within 20 s (the drainer sends it)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        card = httpx.get(f"{url}/v1/cards", params={"from": "+14155550123"}).json()
+        if any(e["event"] == name for e in card["events"]):
+            return True
+        time.sleep(0.3)
+    return False

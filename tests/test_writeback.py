@@ -62,6 +62,18 @@ def test_an_engagement_event_shows_on_the_next_card(connector: RunningConnector)
     assert latest["properties"]["codes"] == {"dispositionCode": "resolved", "topic": "billing"}
 
 
+def test_a_card_cached_before_delivery_is_refreshed_after_it(
+    connector: RunningConnector, sandbox: RunningSandbox
+) -> None:
+    sandbox.control.set_faults(latency_ms=500, targets=["tracking"])  # delivery takes a while
+    assert post(connector, {**ENGAGEMENT, "from": "+14155550123"}).status_code == 202
+    before = connector.card(**{"from": "+14155550123"}).json()  # cached, without the event
+    assert all(e["event"] != ENGAGEMENT["event"] for e in before["events"])
+    drained(connector)
+    after = connector.card(**{"from": "+14155550123"}).json()  # well within the card's TTL
+    assert after["events"][0]["event"] == ENGAGEMENT["event"]
+
+
 def test_the_event_is_about_the_profiles_user_id(
     connector: RunningConnector, sandbox: RunningSandbox
 ) -> None:

@@ -42,8 +42,7 @@ def record_event() -> Response:
     except InvalidEvent as error:
         raise BadRequest(f"Invalid event: {error}.") from None
     outbox: Outbox = current_app.extensions["outbox"]
-    added = outbox.add(message)  # committed: from here on the event cannot be lost
-    service.forget(address)
+    added = outbox.add(message, address.cache_key)  # committed: it cannot be lost from here on
     response = jsonify({"messageId": message["messageId"], "queued": True, "duplicate": not added})
     response.status_code = 202
     return response
