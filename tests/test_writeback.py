@@ -88,6 +88,40 @@ def test_the_event_is_about_the_profiles_user_id(
     }
 
 
+def test_a_profile_without_user_id_is_reached_by_its_identifier(
+    connector: RunningConnector, sandbox: RunningSandbox
+) -> None:
+    sandbox.send(
+        {
+            "type": "identify",
+            "anonymousId": "anon-visitor",
+            "traits": {"email": "visitor@example.com", "name": "Visitor"},
+        }
+    )
+    response = post(connector, {**ENGAGEMENT, "email": "Visitor@Example.com"})
+    assert response.status_code == 202 and response.json()["identified"] is True
+    drained(connector)
+    ids = {
+        f"{e['type']}:{e['id']}"
+        for e in sandbox.profile("email:visitor@example.com", "external_ids").json()["data"]
+    }
+    assert "anonymous_id:anon-visitor" in ids  # the same profile, not a new one
+    events = sandbox.profile("email:visitor@example.com", "events").json()["data"]
+    assert events[0]["event"] == ENGAGEMENT["event"]
+
+
+def test_events_are_kept_when_segment_cannot_identify_the_caller(
+    connector: RunningConnector, sandbox: RunningSandbox
+) -> None:
+    sandbox.control.set_faults(error_rate=1.0, targets=["profile"])  # lookups fail
+    response = post(connector, {**ENGAGEMENT, "from": "+447700900123"})
+    assert response.status_code == 202 and response.json()["identified"] is False
+    drained(connector)
+    sandbox.control.clear_faults()
+    events = sandbox.profile("user_id:u-alan", "events").json()["data"]
+    assert events[0]["event"] == ENGAGEMENT["event"]  # matched on the phone in Segment
+
+
 def test_studio_posts_a_form_with_dotted_fields(
     connector: RunningConnector, sandbox: RunningSandbox
 ) -> None:
@@ -117,6 +151,20 @@ def test_studio_posts_a_form_with_dotted_fields(
         "IVR Choice",
         {"choice": "2", "menu": {"name": "main"}},
     )
+    opt_out = connector.http.post(
+        "/v1/events",
+        data={
+            "type": "subscriptions",
+            "from": "sms:+5511912345678",
+            "sms_subscription_status": "false",
+        },
+    )
+    assert opt_out.status_code == 202, opt_out.text
+    drained(connector)
+    profile = sandbox.control.profile("users", "user_id:u-joao")
+    assert profile is not None
+    sms = next(s for s in profile["subscriptions"] if s["type"] == "SMS")
+    assert (sms["key"], sms["status"]) == ("+5511912345678", "UNSUBSCRIBED")
 
 
 def test_a_subscription_change_lands_on_the_profile(

@@ -7,11 +7,19 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from connector.errors import BadRequest, Forbidden, NotFound
+from connector.errors import BadRequest, Forbidden, NotFound, RateLimited, UpstreamUnavailable
 from connector.outbox import Outbox
+from connector.resolve import candidates
 from connector.routes.inputs import json_object, parse_address
 from connector.service import current_service
-from connector.writeback import CALLER_FIELDS, InvalidEvent, build_message, parse_event, unflatten
+from connector.writeback import (
+    CALLER_FIELDS,
+    Identity,
+    InvalidEvent,
+    build_message,
+    parse_event,
+    unflatten,
+)
 
 blueprint = Blueprint("events", __name__)
 
@@ -28,9 +36,17 @@ def record_event() -> Response:
         raise BadRequest(f"Invalid event: {error}.") from None
     name, raw = next((n, v) for n in CALLER_FIELDS if (v := event.caller(n)))
     address = parse_address(name, raw, connection.file.lookup.default_country)
-    identity = service.identity(address)
-    if identity is None:
-        raise NotFound("No Segment profile matches this caller; the event was not recorded.")
+    try:
+        identity = service.identity(address)
+    except (UpstreamUnavailable, RateLimited):
+        # Segment cannot say who this is right now: rather than lose the event, key it by the
+        # caller's first identifier; Segment's identity resolution attaches it to the profile.
+        identity = Identity(None, candidates(address, connection.file.lookup)[0])
+        identified = False
+    else:
+        if identity is None:
+            raise NotFound("No Segment profile matches this caller; the event was not recorded.")
+        identified = True
     try:
         message = build_message(
             event,
@@ -43,7 +59,14 @@ def record_event() -> Response:
         raise BadRequest(f"Invalid event: {error}.") from None
     outbox: Outbox = current_app.extensions["outbox"]
     added = outbox.add(message, address.cache_key)  # committed: it cannot be lost from here on
-    response = jsonify({"messageId": message["messageId"], "queued": True, "duplicate": not added})
+    response = jsonify(
+        {
+            "messageId": message["messageId"],
+            "queued": True,
+            "duplicate": not added,
+            "identified": identified,
+        }
+    )
     response.status_code = 202
     return response
 
