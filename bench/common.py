@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def percentiles(samples: Sequence[float]) -> dict[str, float]:
@@ -24,3 +29,31 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def timed_concurrently(
+    items: Sequence[T], concurrency: int, work: Callable[[T], None]
+) -> tuple[list[float], float]:
+    """Run `work` on every item, `concurrency` at a time: each call's seconds, and the wall time."""
+    queue = list(items)
+    lock = threading.Lock()
+    latencies: list[float] = []
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                item = queue.pop()
+            started = time.perf_counter()
+            work(item)
+            with lock:
+                latencies.append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, time.perf_counter() - started

@@ -22,15 +22,13 @@ from __future__ import annotations
 import argparse
 import random
 import tempfile
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.common import percentiles, table
+from bench.common import percentiles, table, timed_concurrently
 from connector.sandbox.control_client import SandboxControl
 from connector.sandbox.datagen import synthetic_phone, write_synthetic
 from connector.sandbox.process import sandbox_process
@@ -95,40 +93,15 @@ def connector_lookup(client: httpx.Client, phone: str) -> bool:
     return bool(card["found"])
 
 
-def run(
-    phones: list[str], concurrency: int, lookup: Callable[[str], bool]
-) -> tuple[list[float], float]:
-    """Latencies of looking up every phone, `concurrency` at a time; and the wall time."""
-    queue = list(phones)
-    lock = threading.Lock()
-    latencies: list[float] = []
-
-    def worker() -> None:
-        while True:
-            with lock:
-                if not queue:
-                    return
-                phone = queue.pop()
-            started = time.perf_counter()
-            if not lookup(phone):
-                raise RuntimeError(f"no profile for {phone}: the data and the lookups disagree")
-            with lock:
-                latencies.append(time.perf_counter() - started)
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return latencies, time.perf_counter() - started
-
-
 def measured(
     control: SandboxControl, phones: list[str], concurrency: int, lookup: Callable[[str], bool]
 ) -> dict[str, Any]:
+    def one(phone: str) -> None:
+        if not lookup(phone):
+            raise RuntimeError(f"no profile for {phone}: the data and the lookups disagree")
+
     before = control.stats()["profile_api"]["requests"]
-    latencies, wall = run(phones, concurrency, lookup)
+    latencies, wall = timed_concurrently(phones, concurrency, one)
     calls = control.stats()["profile_api"]["requests"] - before
     return {**percentiles(latencies), "calls": calls / len(phones), "rate": len(phones) / wall}
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import httpx
 
-from bench.common import percentiles, table
+from bench.common import percentiles, table, timed_concurrently
 from connector.outbox import Outbox
 from connector.sandbox.control_client import SandboxControl
 from connector.sandbox.process import sandbox_process
@@ -51,34 +50,23 @@ tracking_api_url = "{{url}}"
 
 
 def accept(url: str, events: int, concurrency: int) -> tuple[list[float], float]:
-    latencies: list[float] = []
-    lock = threading.Lock()
-    counter = iter(range(events))
+    with httpx.Client(
+        base_url=url, timeout=15, limits=httpx.Limits(max_connections=concurrency)
+    ) as client:
 
-    def worker() -> None:
-        with httpx.Client(base_url=url, timeout=15) as client:
-            for n in counter:
-                started = time.perf_counter()
-                response = client.post(
-                    "/v1/events",
-                    json={
-                        "event": "Bench Event",
-                        "properties": {"n": n},
-                        "from": CALLERS[n % len(CALLERS)],
-                    },
-                )
-                if response.status_code != 202:
-                    raise RuntimeError(f"refused: {response.status_code} {response.text}")
-                with lock:
-                    latencies.append(time.perf_counter() - started)
+        def one(n: int) -> None:
+            response = client.post(
+                "/v1/events",
+                json={
+                    "event": "Bench Event",
+                    "properties": {"n": n},
+                    "from": CALLERS[n % len(CALLERS)],
+                },
+            )
+            if response.status_code != 202:
+                raise RuntimeError(f"refused: {response.status_code} {response.text}")
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return latencies, time.perf_counter() - started
+        return timed_concurrently(range(events), concurrency, one)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import httpx
 
 from connector.outbox import Outbox, Row
+from connector.segment_responses import error_message, retry_after
 from connector.settings import Connection
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,9 @@ class Drainer:
         if response.status_code == 200:
             self.outbox.mark_sent(rows)
         elif response.status_code == 400:
-            self._isolate(rows, connection, _reason(response))
+            self._isolate(rows, connection, error_message(response))
         else:
-            self._later(rows, _retry_after(response), f"HTTP {response.status_code}")
+            self._later(rows, retry_after(response), f"HTTP {response.status_code}")
 
     def _isolate(self, rows: Sequence[Row], connection: Connection, reason: str) -> None:
         """Split a refused batch until the refused message is alone, then park it."""
@@ -124,18 +125,3 @@ class Drainer:
         attempts = max(r.attempts for r in rows)
         delay = retry_after if retry_after is not None else self.policy.backoff(attempts)
         self.outbox.retry_later(rows, delay, error)
-
-
-def _reason(response: httpx.Response) -> str:
-    try:
-        error = response.json()["error"]
-        return f"{error['code']}: {error['message']}"
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP 400: {response.text[:200]}"
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return max(0.0, float(response.headers.get("Retry-After", "")))
-    except ValueError:
-        return None

@@ -25,6 +25,7 @@ from connector.errors import (
     UpstreamInvalidRequest,
     UpstreamUnavailable,
 )
+from connector.segment_responses import error_message, retry_after
 
 REQUEST_TIMEOUT = httpx.Timeout(3.0, connect=1.0)
 POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=50)
@@ -140,38 +141,22 @@ class ProfileClient:
 def error_for(response: httpx.Response) -> ProfileApiError:
     """The one place where Segment's status codes become our errors."""
     status, request_id = response.status_code, _request_id(response)
-    message = _segment_message(response)
+    message = error_message(response)
     if status in (401, 403):
         return AuthenticationFailed(message, status=status, request_id=request_id)
     if status == 404:
         return ProfileNotFound(message, status=status, request_id=request_id)
     if status == 429:
         return RateLimited(
-            message, status=status, request_id=request_id, retry_after=_retry_after(response)
+            message, status=status, request_id=request_id, retry_after=retry_after(response)
         )
     if 400 <= status < 500:
         return UpstreamInvalidRequest(message, status=status, request_id=request_id)
     return UpstreamUnavailable(
-        message, status=status, request_id=request_id, retry_after=_retry_after(response)
+        message, status=status, request_id=request_id, retry_after=retry_after(response)
     )
 
 
 def _request_id(response: httpx.Response) -> str | None:
     value: str | None = response.headers.get("Request-Id")
     return value
-
-
-def _segment_message(response: httpx.Response) -> str:
-    try:
-        error = response.json()["error"]
-        return f"{error['code']}: {error['message']}"
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP {response.status_code} from Segment"
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    raw = response.headers.get("Retry-After", "")
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return None
