@@ -67,6 +67,7 @@ class CardService:
         self._version = ""
         self._client: ProfileClient | None = None
         self._cache: CardCache[ProfileData | None] = CardCache(1)
+        self._identities: CardCache[Identity | None] = CardCache(1)
         self._probe: tuple[float, Upstream] | None = None
 
     def close(self) -> None:
@@ -81,6 +82,7 @@ class CardService:
                 self._version = connection.version
                 self._client = self._new_client(connection)
                 self._cache = CardCache(connection.file.lookup.cache_size)
+                self._identities = CardCache(connection.file.lookup.cache_size)
                 self._probe = None
             return connection, self._client, self._cache
 
@@ -128,9 +130,29 @@ class CardService:
         return CardAnswer(card, "found" if card.found else "not_found")
 
     def identity(self, address: Address) -> Identity | None:
-        """Who an event is about: the first candidate Segment knows, with its user_id if any."""
+        """Who an event is about: the first candidate Segment knows, with its user_id if any.
+
+        Cached like cards (a caller's events come in bursts: one conversation, many events), so
+        write-back does not spend the space's request budget on every event.
+        """
         connection, client, _ = self.connection()
-        deadline = Deadline(connection.file.lookup.timeout_seconds)
+        with self._lock:
+            identities = self._identities
+        settings = connection.file.lookup
+        deadline = Deadline(settings.timeout_seconds)
+
+        def fetch() -> tuple[Identity | None, float]:
+            found = self._find_identity(client, connection, address, deadline)
+            return found, settings.card_ttl_seconds if found else settings.not_found_ttl_seconds
+
+        return identities.get(
+            address.cache_key, fetch, settings.stale_for_seconds, deadline.remaining()
+        ).value
+
+    @staticmethod
+    def _find_identity(
+        client: ProfileClient, connection: Connection, address: Address, deadline: Deadline
+    ) -> Identity | None:
         for candidate in candidates(address, connection.file.lookup):
             try:
                 body = client.get(

@@ -88,6 +88,17 @@ def test_the_event_is_about_the_profiles_user_id(
     }
 
 
+def test_a_callers_identity_is_looked_up_once_for_a_burst_of_events(
+    connector: RunningConnector, sandbox: RunningSandbox
+) -> None:
+    sandbox.control.reset_stats()
+    for n in range(10):
+        body = {**ENGAGEMENT, "from": "+14155550123", "properties": {"n": n}}
+        assert post(connector, body).status_code == 202
+    sections = sandbox.control.stats()["profile_api"]["by_section"]
+    assert sections == {"external_ids": 1}
+
+
 def test_a_profile_without_user_id_is_reached_by_its_identifier(
     connector: RunningConnector, sandbox: RunningSandbox
 ) -> None:
