@@ -12,7 +12,7 @@ import httpx
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from connector.drainer import Drainer, DrainPolicy
+from connector.drainer import Drainer
 from connector.errors import ConnectorError, error_response
 from connector.outbox import Outbox
 from connector.profile_api import build_http_client
@@ -53,12 +53,7 @@ def create_app(
         holder, build_http_client(transport), settings.processes, outbox.delivered_since
     )
     app.extensions["cards"] = service
-    drainer = Drainer(
-        outbox,
-        service.http,
-        holder.current,
-        DrainPolicy(give_up_after=holder.current().file.writeback.give_up_after_hours * 3600),
-    )
+    drainer = Drainer(outbox, service.http, holder.current)
     app.extensions["drainer"] = drainer
     drainer.start()
     app.register_blueprint(cards.blueprint)

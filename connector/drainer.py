@@ -30,7 +30,6 @@ SEND_TIMEOUT = httpx.Timeout(10.0, connect=2.0)
 
 @dataclass(frozen=True)
 class DrainPolicy:
-    give_up_after: float = 20 * 3600.0
     backoff_base: float = 0.5
     backoff_cap: float = 60.0
 
@@ -84,7 +83,8 @@ class Drainer:
             return 0
         rows = self.outbox.claim(MAX_BATCH_MESSAGES, MAX_BATCH_BYTES, LEASE_SECONDS)
         now = self._clock()
-        too_old = [r for r in rows if now - r.created_at > self.policy.give_up_after]
+        give_up_after = connection.file.writeback.give_up_after_hours * 3600
+        too_old = [r for r in rows if now - r.created_at > give_up_after]
         if too_old:
             self.outbox.park(too_old, "not delivered before the give-up age")
         fresh = [r for r in rows if r not in too_old]

@@ -112,9 +112,9 @@ class CardService:
 
         def outdated(entry: Cached[ProfileData | None]) -> bool:
             delivered = self.delivered_since
-            return delivered is not None and delivered(
-                address.cache_key, entry.fetched_at.timestamp()
-            )
+            if delivered is None or not connection.file.writeback.enabled:
+                return False  # nothing is written back: no read of the outbox on a cache hit
+            return delivered(address.cache_key, entry.fetched_at.timestamp())
 
         cached: Cached[ProfileData | None] = cache.get(
             address.cache_key, fetch, settings.stale_for_seconds, deadline.remaining(), outdated

@@ -289,6 +289,19 @@ def test_1000_events_during_an_outage_are_all_delivered_once(
     assert tracking["dropped"] == {}
 
 
+def test_an_event_past_the_give_up_age_is_parked_not_sent(
+    connector: RunningConnector, sandbox: RunningSandbox
+) -> None:
+    then = time.time() - 21 * 3600  # past the default 20 h, inside Segment's 24 h window
+    late = Outbox(outbox(connector).path, clock=lambda: then)
+    assert late.add({"type": "track", "userId": "u-ada", "event": "Late", "messageId": "late-1"})
+    drained(connector)
+    assert "late-1" not in sandbox.control.stats(detail=True)["tracking"]["receipts"]
+    assert [(m, r) for m, r, _ in outbox(connector).dead_letters()] == [
+        ("late-1", "not delivered before the give-up age")
+    ]
+
+
 def test_a_poisoned_message_is_parked_and_the_rest_delivered(
     connector: RunningConnector, sandbox: RunningSandbox
 ) -> None:
