@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Model(BaseModel):
@@ -80,3 +80,58 @@ class ErrorBody(_Model):
     """Segment's error shape, used by every error this service returns."""
 
     error: ErrorDetail
+
+
+class LookupRequest(_Model):
+    """Who to look up: exactly one field (query string, form or JSON)."""
+
+    from_: str | None = Field(
+        default=None,
+        alias="from",
+        description="A channel address: +14155550123, whatsapp:+..., an email",
+    )
+    phone: str | None = None
+    email: str | None = None
+    identifier: str | None = Field(default=None, description="A Segment identifier, type:value")
+
+
+class StudioLookup(BaseModel):
+    """Studio's flat object: these fields, then trait_*, audience_*, computed_*, identifier_*."""
+
+    model_config = ConfigDict(extra="allow")
+
+    found: bool
+    status: Literal["found", "not_found", "unavailable"]
+    connection: str
+
+
+class EventAccepted(_Model):
+    messageId: str
+    queued: bool
+    duplicate: bool
+    identified: bool
+
+
+class Health(_Model):
+    status: Literal["ok"]
+
+
+class ReadinessConfig(_Model):
+    valid: bool
+    error: str | None
+
+
+class ReadinessUpstream(_Model):
+    reachable: bool
+    token_accepted: bool | None
+    detail: str
+    request_id: str | None
+
+
+class Readiness(_Model):
+    ready: bool
+    connection: str
+    version: str
+    config: ReadinessConfig
+    upstream: ReadinessUpstream
+    cache: dict[str, int]

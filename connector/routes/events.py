@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from connector.errors import BadRequest, Forbidden, NotFound, RateLimited, UpstreamUnavailable
+from connector.models import EventAccepted
 from connector.outbox import Outbox
 from connector.resolve import candidates
 from connector.routes.inputs import json_object, parse_address
@@ -59,14 +60,10 @@ def record_event() -> Response:
         raise BadRequest(f"Invalid event: {error}.") from None
     outbox: Outbox = current_app.extensions["outbox"]
     added = outbox.add(message, address.cache_key)  # committed: it cannot be lost from here on
-    response = jsonify(
-        {
-            "messageId": message["messageId"],
-            "queued": True,
-            "duplicate": not added,
-            "identified": identified,
-        }
+    accepted = EventAccepted(
+        messageId=message["messageId"], queued=True, duplicate=not added, identified=identified
     )
+    response = jsonify(accepted.model_dump())
     response.status_code = 202
     return response
 

@@ -1,17 +1,24 @@
-"""`/healthz` (the process is alive) and `/readyz` (the connection is valid and Segment answers)."""
+"""`/healthz` (alive), `/readyz` (the connection is valid and Segment answers), `/openapi.json`."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from connector.models import Health, Readiness, ReadinessConfig, ReadinessUpstream
+from connector.openapi import openapi_document
 from connector.service import current_service
 
 blueprint = Blueprint("health", __name__)
 
 
+@blueprint.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(openapi_document())
+
+
 @blueprint.get("/healthz")
 def healthz() -> Response:
-    return jsonify({"status": "ok"})
+    return jsonify(Health(status="ok").model_dump())
 
 
 @blueprint.get("/readyz")
@@ -22,20 +29,19 @@ def readyz() -> Response:
     connection = service.holder.current()
     upstream = service.probe()
     error = service.holder.error
-    response = jsonify(
-        {
-            "ready": upstream.ok,
-            "connection": connection.file.connection.friendly_name,
-            "version": connection.version,
-            "config": {"valid": error is None, "error": str(error) if error else None},
-            "upstream": {
-                "reachable": upstream.reachable,
-                "token_accepted": upstream.token_accepted,
-                "detail": upstream.detail,
-                "request_id": upstream.request_id,
-            },
-            "cache": service.cache_stats(),
-        }
+    readiness = Readiness(
+        ready=upstream.ok,
+        connection=connection.file.connection.friendly_name,
+        version=connection.version,
+        config=ReadinessConfig(valid=error is None, error=str(error) if error else None),
+        upstream=ReadinessUpstream(
+            reachable=upstream.reachable,
+            token_accepted=upstream.token_accepted,
+            detail=upstream.detail,
+            request_id=upstream.request_id,
+        ),
+        cache=service.cache_stats(),
     )
+    response = jsonify(readiness.model_dump())
     response.status_code = 200 if upstream.ok else 503
     return response

@@ -1,0 +1,64 @@
+"""`/openapi.json` describes every route the connector serves, with the models it really returns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from connector.models import Health, ProfileCard, Readiness, StudioLookup
+from tests.conftest import ConnectorFactory, RunningConnector, RunningSandbox, start_sandbox
+
+
+@pytest.fixture(scope="module")
+def demo_sandbox() -> Iterator[RunningSandbox]:
+    running = start_sandbox(data="demo")
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def connector(make_connector: ConnectorFactory, demo_sandbox: RunningSandbox) -> RunningConnector:
+    return make_connector(demo_sandbox)
+
+
+def test_every_route_is_documented_and_nothing_else(connector: RunningConnector) -> None:
+    document = connector.http.get("/openapi.json").json()
+    assert document["openapi"].startswith("3.")
+    documented = {
+        (path, method.upper()) for path, item in document["paths"].items() for method in item
+    }
+    served = {
+        (rule.rule, method)
+        for rule in connector.app.url_map.iter_rules()
+        for method in rule.methods or ()
+        if method not in ("HEAD", "OPTIONS") and rule.endpoint != "static"
+    }
+    assert documented == served
+
+
+def test_schemas_are_defined_for_every_reference(connector: RunningConnector) -> None:
+    document = connector.http.get("/openapi.json").json()
+    text = str(document["paths"])
+    for name in (
+        "ProfileCard",
+        "StudioLookup",
+        "EventAccepted",
+        "Readiness",
+        "ErrorBody",
+        "LookupRequest",
+        "EventRequest",
+        "Health",
+    ):
+        assert f"#/components/schemas/{name}" in text
+        assert name in document["components"]["schemas"]
+
+
+def test_real_answers_match_the_documented_models(connector: RunningConnector) -> None:
+    ProfileCard.model_validate(connector.card(**{"from": "+14155550123"}).json())
+    ProfileCard.model_validate(connector.card(**{"from": "+14155550100"}).json())
+    StudioLookup.model_validate(
+        connector.http.post("/v1/studio/lookup", data={"From": "+14155550123"}).json()
+    )
+    Readiness.model_validate(connector.http.get("/readyz").json())
+    Health.model_validate(connector.http.get("/healthz").json())
