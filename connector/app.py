@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from connector.drainer import Drainer
 from connector.errors import ConnectorError, error_response
+from connector.logs import quiet_libraries
 from connector.outbox import Outbox
 from connector.profile_api import build_http_client
 from connector.routes import cards, events, health
@@ -41,6 +42,7 @@ def create_app(
 ) -> Flask:
     """Build the WSGI app. Refuses to start on an invalid connection file (ConfigError)."""
     settings = settings or AppSettings()
+    quiet_libraries()  # httpx logs request URLs, and ours carry phone numbers and emails
     holder = ConnectionHolder(settings.config_path, settings.environ, settings.reload_every)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES

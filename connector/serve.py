@@ -16,6 +16,7 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from connector.app import AppSettings, create_app
+from connector.logs import configure_logging
 from connector.loopback import free_port
 
 # Loopback only until Flex token and Studio signature checks exist: the connector reads every
@@ -55,6 +56,7 @@ class ConnectorServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships 
                 self.cfg.set(key, value)
 
     def load(self) -> Flask:
+        configure_logging()
         return create_app(AppSettings(config_path=self.config_path))
 
 

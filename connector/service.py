@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from connector.budget import Deadline, LocalRateBudget
 from connector.cache import Cached, CardCache
 from connector.cards import ProfileData, build_card
 from connector.errors import AuthenticationFailed, ProfileApiError, ProfileNotFound
+from connector.logs import caller_hash
 from connector.lookup import ProfileLookup
 from connector.models import ProfileCard
 from connector.profile_api import ProfileClient, encode_identifier
@@ -23,6 +25,7 @@ from connector.resolve import Address, candidates
 from connector.settings import Connection, ConnectionHolder
 from connector.writeback import Identity
 
+log = logging.getLogger(__name__)
 PROBE_IDENTIFIER = encode_identifier("user_id", "unified-profiles-connector-readiness-probe")
 PROBE_EVERY = 10.0
 SECTION_THREADS = 32
@@ -116,9 +119,14 @@ class CardService:
                 return False  # nothing is written back: no read of the outbox on a cache hit
             return delivered(address.cache_key, entry.fetched_at.timestamp())
 
-        cached: Cached[ProfileData | None] = cache.get(
-            address.cache_key, fetch, settings.stale_for_seconds, deadline.remaining(), outdated
-        )
+        started = time.monotonic()
+        try:
+            cached: Cached[ProfileData | None] = cache.get(
+                address.cache_key, fetch, settings.stale_for_seconds, deadline.remaining(), outdated
+            )
+        except ProfileApiError as error:
+            self._log_lookup(connection, address, "unavailable", started, error_code=error.code)
+            raise
         card = build_card(
             connection.file,
             lookup_input,
@@ -127,7 +135,35 @@ class CardService:
             datetime.now(UTC),
             cached.stale,
         )
-        return CardAnswer(card, "found" if card.found else "not_found")
+        answer = CardAnswer(card, "found" if card.found else "not_found")
+        self._log_lookup(
+            connection,
+            address,
+            answer.status,
+            started,
+            stale=cached.stale,
+            matched_type=card.lookup.identifier.partition(":")[0]
+            if card.lookup.identifier
+            else None,
+        )
+        return answer
+
+    @staticmethod
+    def _log_lookup(
+        connection: Connection, address: Address, outcome: str, started: float, **fields: object
+    ) -> None:
+        """One line per lookup; the caller only as a keyed hash (see connector.logs)."""
+        log.info(
+            "lookup",
+            extra={
+                "caller": caller_hash(address.cache_key, connection.token),
+                "kind": address.kind,
+                "channel": address.channel,
+                "outcome": outcome,
+                "ms": round((time.monotonic() - started) * 1000, 1),
+                **fields,
+            },
+        )
 
     def identity(self, address: Address) -> Identity | None:
         """Who an event is about: the first candidate Segment knows, with its user_id if any.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from connector.errors import BadRequest, Forbidden, NotFound, RateLimited, UpstreamUnavailable
+from connector.logs import caller_hash
 from connector.models import EventAccepted
 from connector.outbox import Outbox
 from connector.resolve import candidates
@@ -22,6 +24,7 @@ from connector.writeback import (
     unflatten,
 )
 
+log = logging.getLogger(__name__)
 blueprint = Blueprint("events", __name__)
 
 
@@ -62,6 +65,15 @@ def record_event() -> Response:
     added = outbox.add(message, address.cache_key)  # committed: it cannot be lost from here on
     accepted = EventAccepted(
         messageId=message["messageId"], queued=True, duplicate=not added, identified=identified
+    )
+    log.info(
+        "event accepted",
+        extra={
+            "caller": caller_hash(address.cache_key, connection.token),
+            "type": event.type,
+            "message_id": message["messageId"],
+            "identified": identified,
+        },
     )
     response = jsonify(accepted.model_dump())
     response.status_code = 202
