@@ -85,9 +85,9 @@ class Drainer:
         now = self._clock()
         give_up_after = connection.file.writeback.give_up_after_hours * 3600
         too_old = [r for r in rows if now - r.created_at > give_up_after]
+        fresh = [r for r in rows if now - r.created_at <= give_up_after]
         if too_old:
             self.outbox.park(too_old, "not delivered before the give-up age")
-        fresh = [r for r in rows if r not in too_old]
         if fresh:
             self._send(fresh, connection)
         return len(rows)

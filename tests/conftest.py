@@ -165,3 +165,9 @@ def make_connector(tmp_path: Path) -> Iterator[ConnectorFactory]:
     yield factory
     for running in started:
         running.close()
+
+
+@pytest.fixture
+def connector(make_connector: ConnectorFactory, demo: RunningSandbox) -> RunningConnector:
+    """A connector in front of the module's shared demo sandbox."""
+    return make_connector(demo)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,7 +18,6 @@ from tests.conftest import (
     RunningSandbox,
     SandboxFactory,
     connection_toml,
-    start_sandbox,
 )
 
 CARD_KEYS = [
@@ -36,18 +34,6 @@ CARD_KEYS = [
     "freshness",
 ]
 FLEX = "https://flex.twilio.com"
-
-
-@pytest.fixture(scope="module")
-def demo_sandbox() -> Iterator[RunningSandbox]:
-    running = start_sandbox(data="demo")
-    yield running
-    running.close()
-
-
-@pytest.fixture
-def connector(make_connector: ConnectorFactory, demo_sandbox: RunningSandbox) -> RunningConnector:
-    return make_connector(demo_sandbox)
 
 
 def test_a_phone_lookup_gives_the_agent_card(connector: RunningConnector) -> None:

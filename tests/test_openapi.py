@@ -2,24 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from connector.models import Health, ProfileCard, Readiness, StudioLookup
-from tests.conftest import ConnectorFactory, RunningConnector, RunningSandbox, start_sandbox
-
-
-@pytest.fixture(scope="module")
-def demo_sandbox() -> Iterator[RunningSandbox]:
-    running = start_sandbox(data="demo")
-    yield running
-    running.close()
-
-
-@pytest.fixture
-def connector(make_connector: ConnectorFactory, demo_sandbox: RunningSandbox) -> RunningConnector:
-    return make_connector(demo_sandbox)
+from tests.conftest import RunningConnector
 
 
 def test_every_route_is_documented_and_nothing_else(connector: RunningConnector) -> None:
