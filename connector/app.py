@@ -12,14 +12,18 @@ import httpx
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from connector import audit
+from connector.auth import Gate
 from connector.drainer import Drainer
 from connector.errors import ConnectorError, error_response
+from connector.flex_tokens import FlexTokens
 from connector.logs import quiet_libraries
 from connector.outbox import Outbox
 from connector.profile_api import build_http_client
 from connector.routes import cards, events, health
 from connector.service import CardService, current_service
 from connector.settings import ConnectionHolder, config_path
+from connector.studio_auth import TrustedProxies
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
@@ -58,10 +62,15 @@ def create_app(
     drainer = Drainer(outbox, service.http, holder.current)
     app.extensions["drainer"] = drainer
     drainer.start()
+    gate = Gate(holder, FlexTokens(service.http), settings.processes)
+    app.extensions["gate"] = gate
+    app.before_request(gate.admit)
+    app.wsgi_app = TrustedProxies(app.wsgi_app, holder)  # type: ignore[method-assign]
     app.register_blueprint(cards.blueprint)
     app.register_blueprint(events.blueprint)
     app.register_blueprint(health.blueprint)
     app.after_request(_cors)
+    app.after_request(audit.record)
     app.register_error_handler(ConnectorError, lambda error: error.response())
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)

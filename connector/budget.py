@@ -43,8 +43,10 @@ class LocalRateBudget:
         rate: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        burst: float | None = None,
     ) -> None:
         self.rate = rate
+        self.burst = max(1.0, burst if burst is not None else rate)
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -52,21 +54,21 @@ class LocalRateBudget:
 
     def acquire(self, space_id: str, deadline: Deadline) -> bool:
         while True:
-            wait = self._take(space_id)
+            wait = self.take(space_id)
             if wait == 0:
                 return True
             if wait >= deadline.remaining():
                 return False
             self._sleep(wait)
 
-    def _take(self, space_id: str) -> float:
-        """0 when a token was taken, else how long until one is due."""
+    def take(self, key: str) -> float:
+        """0 when a token was taken from `key`'s bucket, else how long until one is due."""
         with self._lock:
             now = self._clock()
-            tokens, last = self._buckets.get(space_id, (self.rate, now))
-            tokens = min(self.rate, tokens + (now - last) * self.rate)
+            tokens, last = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
             if tokens >= 1:
-                self._buckets[space_id] = (tokens - 1, now)
+                self._buckets[key] = (tokens - 1, now)
                 return 0.0
-            self._buckets[space_id] = (tokens, now)
+            self._buckets[key] = (tokens, now)
             return (1 - tokens) / self.rate

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -11,7 +12,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import click
+import httpx
+from twilio.request_validator import RequestValidator
 
+from connector.errors import TwilioRefusedCredentials, TwilioUnavailable
+from connector.flex_tokens import FlexTokens
 from connector.outbox import Outbox
 from connector.profile_api import build_http_client
 from connector.sandbox.core import DataFileError, Sandbox, SandboxConfig
@@ -24,6 +29,7 @@ from connector.service import CardService
 from connector.settings import (
     ConfigError,
     ConnectionHolder,
+    TwilioAccount,
     config_path,
     load_connection,
     outbox_file,
@@ -228,6 +234,7 @@ def check(config_file: Path | None) -> None:
     service = CardService(holder, build_http_client())
     try:
         upstream = service.probe(fresh=True)
+        twilio = _check_twilio(service.http, connection.twilio)
     finally:
         service.close()
     request_id = f" (Request-Id {upstream.request_id})" if upstream.request_id else ""
@@ -235,14 +242,32 @@ def check(config_file: Path | None) -> None:
         click.echo(
             f"OK: the space answered and accepted the token from {section.token_env}{request_id}"
         )
-        return
-    if upstream.token_accepted is False:
+    elif upstream.token_accepted is False:
         click.echo(
             f"FAILED: Segment refused the token in {section.token_env}{request_id}", err=True
         )
     else:
         click.echo(f"FAILED: {upstream.detail}{request_id}", err=True)
-    sys.exit(1)
+    if twilio is None:
+        click.echo(
+            f"OK: Twilio ({connection.twilio.iam_url}) accepted TWILIO_ACCOUNT_SID and "
+            "TWILIO_AUTH_TOKEN for checking Flex tokens"
+        )
+    else:
+        click.echo(f"FAILED: {twilio}", err=True)
+    if not upstream.ok or twilio is not None:
+        sys.exit(1)
+
+
+def _check_twilio(http: httpx.Client, account: TwilioAccount) -> str | None:
+    """None when Twilio accepts the account's credentials, else what went wrong."""
+    try:
+        FlexTokens(http).verdict("connector-check-not-a-token", account)
+    except TwilioRefusedCredentials:
+        return "Twilio refused TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN"
+    except TwilioUnavailable:
+        return f"Twilio's token check ({account.iam_url}) did not answer"
+    return None
 
 
 @main.command()
@@ -259,13 +284,23 @@ def demo(port: int, config_file: Path) -> None:
     """The sandbox with demo data and the connector, both on 127.0.0.1."""
     try:
         file = read_connection_file(config_file)
-        # The demo uses the sandbox's own token and write key.
-        os.environ[file.connection.token_env] = DEFAULTS.token
-        os.environ[file.writeback.write_key_env] = DEFAULTS.write_key
+        # The demo uses the sandbox's own token, write key and Twilio account: the sandbox
+        # also answers Twilio's token checks. Auth stays on, with an agent token issued for it.
+        sandbox_url = (file.connection.profile_api_url or "http://127.0.0.1:8087").rstrip("/")
+        os.environ.update(
+            {
+                file.connection.token_env: DEFAULTS.token,
+                file.writeback.write_key_env: DEFAULTS.write_key,
+                "TWILIO_ACCOUNT_SID": DEFAULTS.twilio_account_sid,
+                "TWILIO_AUTH_TOKEN": DEFAULTS.twilio_auth_token,
+                "TWILIO_IAM_URL": sandbox_url,
+            }
+        )
         connection = load_connection(config_file)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
     token = DEFAULTS.token
+    agent_token = "demo-agent-" + secrets.token_urlsafe(18)
     sandbox_port = urlsplit(connection.profile_api_url).port or 8087
     stack = ExitStack()
     try:
@@ -277,6 +312,8 @@ def demo(port: int, config_file: Path) -> None:
                 connection.file.connection.space_id,
                 "--token",
                 token,
+                "--agent-token",
+                agent_token,
                 port=sandbox_port,
             )
         )
@@ -290,21 +327,31 @@ def demo(port: int, config_file: Path) -> None:
         url = f"http://127.0.0.1:{port}"
         # Printed before gunicorn starts, from this thread: a thread still running when gunicorn
         # forks its workers could hold a lock the workers then wait on forever.
-        _print_examples(url, config_file)
+        _print_examples(url, config_file, agent_token)
         run_server(config_file, port, workers=2, threads=32)
 
 
-def _print_examples(url: str, config_file: Path) -> None:
+def _print_examples(url: str, config_file: Path, agent_token: str) -> None:
+    bearer = f"-H 'Authorization: Bearer {agent_token}'"
+    studio_from = "whatsapp:+5511912345678"
+    # Signed as Twilio signs Studio's requests, with the demo account's auth token.
+    signature = RequestValidator(DEFAULTS.twilio_auth_token).compute_signature(
+        f"{url}/v1/studio/lookup", {"From": studio_from}
+    )
     click.echo(
         f"\nThe connector is starting on {url} (edits to {config_file} apply without a "
-        f"restart). Try:\n"
-        f"  curl '{url}/v1/cards?from=%2B14155550123'\n"
-        f"  curl '{url}/v1/cards?email=Fatima.Zahra@Example.com'\n"
-        f"  curl -X POST {url}/v1/studio/lookup --data-urlencode 'From=whatsapp:+5511912345678'\n"
-        f"  curl -X POST {url}/v1/events -H 'content-type: application/json' -d "
+        f"restart). Every call needs credentials; the sandbox issued this Flex agent token:\n"
+        f"  {agent_token}\n"
+        f"Try:\n"
+        f"  curl {bearer} '{url}/v1/cards?from=%2B14155550123'\n"
+        f"  curl {bearer} '{url}/v1/cards?email=Fatima.Zahra@Example.com'\n"
+        f"  curl -X POST {url}/v1/studio/lookup -H 'X-Twilio-Signature: {signature}' "
+        f"--data-urlencode 'From={studio_from}'\n"
+        f"  curl -X POST {url}/v1/events {bearer} -H 'content-type: application/json' -d "
         f"""'{{"event": "Flex - Engagement Completed", "from": "+14155550123", """
         f"""\"properties": {{"sentiment": "positive"}}}}'\n"""
-        f"  curl '{url}/readyz'\n"
+        f"  curl {bearer} '{url}/readyz'\n"
+        f"  curl -i '{url}/v1/cards?from=%2B14155550123'    (no token: 401)\n"
     )
 
 

@@ -2,8 +2,12 @@
 
 ConnectorError                      status, code, message
 ├── BadRequest                      400 invalid_request_error (the caller's input)
+├── Unauthenticated                 401 authentication_error (no, bad or expired credentials)
+├── Forbidden                       403 forbidden (a role not allowed; write-back is off)
 ├── NotFound                        404 not_found (an event's caller is not in Segment)
-├── Forbidden                       403 forbidden (write-back is off)
+├── TooManyLookups                  429 rate_limit_error (one agent's or flow's lookup limit)
+├── TwilioUnavailable               503 auth_unavailable (Twilio could not check a Flex token)
+│   └── TwilioRefusedCredentials        (Twilio refused our account SID and auth token)
 └── ProfileApiError                 Segment's answer, with its Request-Id
     ├── ProfileNotFound             404 from Segment (a lookup's normal "no")
     ├── AuthenticationFailed        Segment refused our token: 502 to our caller
@@ -14,6 +18,7 @@ ConnectorError                      status, code, message
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from flask import Response, jsonify
@@ -111,3 +116,36 @@ class NotFound(ConnectorError):
 class Forbidden(ConnectorError):
     status = 403
     code = "forbidden"
+
+
+class Unauthenticated(ConnectorError):
+    status = 401
+    code = "authentication_error"
+
+    def response(self) -> Response:
+        response = super().response()
+        response.headers["WWW-Authenticate"] = 'Bearer realm="connector"'
+        return response
+
+
+class TooManyLookups(ConnectorError):
+    status = 429
+    code = "rate_limit_error"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def response(self) -> Response:
+        response = super().response()
+        response.headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+        return response
+
+
+class TwilioUnavailable(ConnectorError):
+    status = 503
+    code = "auth_unavailable"
+
+
+class TwilioRefusedCredentials(TwilioUnavailable):
+    """Twilio refused the connector's own account SID and auth token."""

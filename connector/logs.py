@@ -31,6 +31,10 @@ FIELDS = (
     "identified",
     "status",
     "error_code",
+    "principal",
+    "route",
+    "method",
+    "remote",
 )
 # Libraries that log request URLs, and so the identifiers in them, at INFO.
 CHATTY = ("httpx", "httpcore", "werkzeug")

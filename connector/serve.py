@@ -6,10 +6,12 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 from flask import Flask
@@ -91,15 +93,16 @@ def serve_process(
         str(threads),
     ]
     url = f"http://{HOST}:{port}"
-    with subprocess.Popen(  # noqa: S603 - our own interpreter and command, no shell
-        command,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as process:
+    # Its logs go to a file: a pipe nobody reads fills up, and then every request blocks on
+    # writing its log line.
+    with (
+        tempfile.TemporaryFile("w+", encoding="utf-8") as logs,
+        subprocess.Popen(  # noqa: S603 - our own interpreter and command, no shell
+            command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=logs, text=True
+        ) as process,
+    ):
         try:
-            _wait_until_healthy(url, process, ready_within)
+            _wait_until_healthy(url, process, logs, ready_within)
             yield url
         finally:
             process.send_signal(signal.SIGTERM)
@@ -109,13 +112,14 @@ def serve_process(
                 process.kill()
 
 
-def _wait_until_healthy(url: str, process: subprocess.Popen[str], within: float) -> None:
+def _wait_until_healthy(
+    url: str, process: subprocess.Popen[str], logs: IO[str], within: float
+) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(
-                f"connector serve exited: {process.stderr.read() if process.stderr else ''}"
-            )
+            logs.seek(0)
+            raise RuntimeError(f"connector serve exited: {logs.read()}")
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return

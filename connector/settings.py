@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 REGION_URLS = {"us": "https://profiles.segment.com", "eu": "https://profiles.euw1.segment.com"}
 TRACKING_URLS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
+TWILIO_IAM_URL = "https://iam.twilio.com"
 DEFAULT_CONFIG = Path("config/connection.toml")
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 Key = Annotated[str, Field(min_length=1, max_length=200)]
@@ -107,6 +108,32 @@ class CorsSection(_Section):
     allowed_origins: list[HttpUrl] = ["https://flex.twilio.com"]
 
 
+FlexRole = Annotated[str, Field(pattern=r"^[a-z_]{1,50}$")]
+
+
+class AuthSection(_Section):
+    # Flex roles whose tokens may read cards and write events. A guest can never.
+    allowed_roles: list[FlexRole] = Field(default=["agent", "supervisor", "admin"], min_length=1)
+    # Lookups (cards, Studio lookups, events) per minute for one agent, and for one Studio flow or
+    # Basic-auth user: a stolen token cannot page through the customer base.
+    agent_lookups_per_minute: int = Field(default=60, ge=1)
+    flow_lookups_per_minute: int = Field(default=1200, ge=1)
+    # How many proxies in front of the connector set X-Forwarded-Proto/-Host/-Port/-Prefix/-For.
+    # Studio signs the public URL it called; behind a proxy (Heroku's router, a load balancer)
+    # that URL is rebuilt from those headers, and only from proxies counted here.
+    trusted_proxies: int = Field(default=0, ge=0, le=5)
+    # Optional Basic auth for Studio widgets (`https://user:password@host/...`), instead of
+    # checking X-Twilio-Signature: the variable holds "user:password".
+    studio_basic_auth_env: EnvName | None = None
+
+    @field_validator("allowed_roles")
+    @classmethod
+    def _no_guest(cls, roles: list[str]) -> list[str]:
+        if "guest" in roles:
+            raise ValueError("guest tokens are always refused; remove guest from allowed_roles")
+        return roles
+
+
 class WritebackSection(_Section):
     enabled: bool = False
     write_key_env: EnvName = "SEGMENT_WRITE_KEY"
@@ -127,6 +154,7 @@ class ConnectionFile(_Section):
     computed_traits: list[LabelledKey] = []
     card: CardSection = CardSection()
     cors: CorsSection = CorsSection()
+    auth: AuthSection = AuthSection()
     writeback: WritebackSection = WritebackSection()
 
     @model_validator(mode="after")
@@ -144,6 +172,15 @@ class ConnectionFile(_Section):
 
 
 @dataclass(frozen=True)
+class TwilioAccount:
+    """The Twilio account whose Flex tokens and Studio signatures the connector accepts."""
+
+    account_sid: str
+    auth_token: SecretStr
+    iam_url: str = TWILIO_IAM_URL
+
+
+@dataclass(frozen=True)
 class Connection:
     """A validated connection with its secrets, as the service uses it."""
 
@@ -152,6 +189,8 @@ class Connection:
     write_key: SecretStr | None
     version: str
     path: Path
+    twilio: TwilioAccount
+    studio_basic_auth: tuple[str, SecretStr] | None = None
 
     @property
     def profile_api_url(self) -> str:
@@ -196,8 +235,38 @@ def load_connection(path: Path, environ: Mapping[str, str] = os.environ) -> Conn
     write_key = None
     if file.writeback.enabled:
         write_key = _secret(path, environ, "writeback.write_key_env", file.writeback.write_key_env)
+    twilio = _twilio_account(path, environ)
+    basic = None
+    if file.auth.studio_basic_auth_env:
+        basic = _basic_credentials(path, environ, file.auth.studio_basic_auth_env)
     version = hashlib.sha256(raw).hexdigest()[:16]
-    return Connection(file, token, write_key, version, path)
+    return Connection(file, token, write_key, version, path, twilio, basic)
+
+
+def _twilio_account(path: Path, environ: Mapping[str, str]) -> TwilioAccount:
+    """Twilio's usual variables; without them no Flex token or Studio signature can be checked."""
+    sid = environ.get("TWILIO_ACCOUNT_SID", "").strip()
+    if not re.fullmatch(r"AC[0-9a-fA-F]{32}", sid):
+        reason = "is not set" if not sid else "is not an account SID (AC and 32 hex digits)"
+        raise ConfigError(path, "auth", f"the environment variable TWILIO_ACCOUNT_SID {reason}")
+    auth_token = _secret(path, environ, "auth", "TWILIO_AUTH_TOKEN")
+    iam_url = environ.get("TWILIO_IAM_URL", "").strip() or TWILIO_IAM_URL
+    if not re.fullmatch(r"https?://[^\s/]+/?", iam_url):
+        raise ConfigError(path, "auth", "TWILIO_IAM_URL must be a URL like https://iam.twilio.com")
+    return TwilioAccount(sid, auth_token, iam_url.rstrip("/"))
+
+
+def _basic_credentials(path: Path, environ: Mapping[str, str], name: str) -> tuple[str, SecretStr]:
+    user, colon, password = (
+        _secret(path, environ, "auth.studio_basic_auth_env", name).get_secret_value().partition(":")
+    )
+    if not (user and colon and password):
+        raise ConfigError(
+            path,
+            "auth.studio_basic_auth_env",
+            f"the environment variable {name} must be user:password",
+        )
+    return user, SecretStr(password)
 
 
 def _read(path: Path) -> bytes:

@@ -22,6 +22,26 @@ SPACE = "spa_test"
 TOKEN = "test-profile-token"
 WRITE_KEY = "test-write-key"
 CONFIG = SandboxConfig(space_id=SPACE, token=TOKEN, write_key=WRITE_KEY, rate_limit=0)
+TWILIO_SID = CONFIG.twilio_account_sid
+TWILIO_AUTH_TOKEN = CONFIG.twilio_auth_token
+
+
+def twilio_env(sandbox_url: str) -> dict[str, str]:
+    """Twilio's variables, with the sandbox answering token checks."""
+    return {
+        "TWILIO_ACCOUNT_SID": TWILIO_SID,
+        "TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
+        "TWILIO_IAM_URL": sandbox_url,
+    }
+
+
+def connector_env(sandbox_url: str, token: str = TOKEN) -> dict[str, str]:
+    """Everything a connector in front of a test sandbox reads from its environment."""
+    return {
+        "SEGMENT_PROFILE_API_TOKEN": token,
+        "SEGMENT_WRITE_KEY": WRITE_KEY,
+        **twilio_env(sandbox_url),
+    }
 
 
 @dataclass
@@ -127,13 +147,24 @@ def connection_toml(sandbox_url: str, extra: str = "", **lookup: Any) -> str:
 
 @dataclass
 class RunningConnector:
+    """A connector served on loopback; `http` sends an agent's Flex token with every request."""
+
     server: LoopbackServer
     app: Flask
     config: Path
+    agent_token: str
     http: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
-        self.http = httpx.Client(base_url=self.server.url, timeout=15)
+        self.http = httpx.Client(
+            base_url=self.server.url,
+            timeout=15,
+            headers={"Authorization": f"Bearer {self.agent_token}"},
+        )
+
+    @property
+    def url(self) -> str:
+        return self.server.url
 
     def card(self, **params: str) -> httpx.Response:
         return self.http.get("/v1/cards", params=params)
@@ -152,13 +183,18 @@ def make_connector(tmp_path: Path) -> Iterator[ConnectorFactory]:
     started: list[RunningConnector] = []
 
     def factory(
-        sandbox: RunningSandbox, extra: str = "", token: str = TOKEN, **lookup: Any
+        sandbox: RunningSandbox,
+        extra: str = "",
+        token: str = TOKEN,
+        env: dict[str, str] | None = None,
+        **lookup: Any,
     ) -> RunningConnector:
         config = tmp_path / f"connection-{len(started)}.toml"
         config.write_text(connection_toml(sandbox.url, extra, **lookup), encoding="utf-8")
-        environ = {"SEGMENT_PROFILE_API_TOKEN": token, "SEGMENT_WRITE_KEY": WRITE_KEY}
+        environ = {**connector_env(sandbox.url, token), **(env or {})}
         app = create_app(AppSettings(config_path=config, environ=environ, reload_every=0.0))
-        running = RunningConnector(LoopbackServer(app).start(), app, config)
+        agent = sandbox.control.issue_agent_token()["token"]
+        running = RunningConnector(LoopbackServer(app).start(), app, config, agent)
         started.append(running)
         return running
 

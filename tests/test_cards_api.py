@@ -12,12 +12,12 @@ import pytest
 
 from connector.serve import serve_process
 from tests.conftest import (
-    TOKEN,
     ConnectorFactory,
     RunningConnector,
     RunningSandbox,
     SandboxFactory,
     connection_toml,
+    connector_env,
 )
 
 CARD_KEYS = [
@@ -233,13 +233,16 @@ def test_200_concurrent_lookups_make_one_fetch_per_section(
 
     # The connector as it runs in production, under gunicorn in its own process.
     config = tmp_path / "serve.toml"
-    config.write_text(connection_toml(own_sandbox.url), encoding="utf-8")
-    with serve_process(config, {"SEGMENT_PROFILE_API_TOKEN": TOKEN}, threads=200) as url:
+    # One agent's 200 lookups: above the default per-agent limit, which is not under test here.
+    extra = "\n[auth]\nagent_lookups_per_minute = 1000\n"
+    config.write_text(connection_toml(own_sandbox.url, extra), encoding="utf-8")
+    with serve_process(config, connector_env(own_sandbox.url), threads=200) as url:
         barrier = threading.Barrier(200)
         names: list[str] = []
+        auth = {"Authorization": f"Bearer {reference.agent_token}"}
 
         def lookup() -> None:
-            with httpx.Client(base_url=url, timeout=15) as client:
+            with httpx.Client(base_url=url, timeout=15, headers=auth) as client:
                 barrier.wait()
                 card = client.get("/v1/cards", params={"from": "+14155550123"}).json()
                 names.append(card["profile"]["name"])
@@ -307,6 +310,9 @@ def test_readiness_when_segment_is_down(
     make_connector: ConnectorFactory, own_sandbox: RunningSandbox
 ) -> None:
     connector = make_connector(own_sandbox)
+    # The agent's token is checked (and cached) before the outage, which also silences the
+    # sandbox's Twilio side.
+    assert connector.http.get("/openapi.json").status_code == 200
     own_sandbox.control.set_faults(outage="refuse", seconds=10)
     try:
         ready = connector.http.get("/readyz")

@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
 
 from connector.loopback import free_port
-from tests.conftest import TOKEN, RunningSandbox, SandboxFactory, connection_toml
+from tests.conftest import TOKEN, RunningSandbox, SandboxFactory, connection_toml, connector_env
 
 CONNECTOR = [sys.executable, "-m", "connector"]
 
 
-def check(config: Path, token: str = TOKEN) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SEGMENT_PROFILE_API_TOKEN": token}
+def sandbox_url(config: Path) -> str:
+    url: str = tomllib.loads(config.read_text())["connection"]["profile_api_url"]
+    return url
+
+
+def check(config: Path, token: str = TOKEN, **overrides: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **connector_env(sandbox_url(config), token), **overrides}
     return subprocess.run(
         [*CONNECTOR, "check", "--config", str(config)],
         capture_output=True,
@@ -59,6 +66,17 @@ def test_check_fails_on_a_refused_token(tmp_path: Path, sandbox: RunningSandbox)
     assert "not-the-token" not in result.stdout + result.stderr
 
 
+def test_check_proves_the_twilio_credentials(tmp_path: Path, sandbox: RunningSandbox) -> None:
+    config = write(tmp_path, connection_toml(sandbox.url))
+    assert "OK: Twilio" in check(config).stdout
+    refused = check(config, TWILIO_AUTH_TOKEN="wrong-twilio-auth-token")
+    assert refused.returncode == 1
+    assert "Twilio refused TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN" in refused.stderr
+    assert "wrong-twilio-auth-token" not in refused.stdout + refused.stderr
+    silent = check(config, TWILIO_IAM_URL=f"http://127.0.0.1:{free_port()}")
+    assert silent.returncode == 1 and "did not answer" in silent.stderr
+
+
 def test_check_fails_on_an_unknown_space(tmp_path: Path, sandbox: RunningSandbox) -> None:
     text = connection_toml(sandbox.url).replace('space_id = "spa_test"', 'space_id = "spa_nope"')
     result = check(write(tmp_path, text))
@@ -94,19 +112,33 @@ def test_serve_refuses_an_invalid_file(tmp_path: Path) -> None:
 
 def test_demo_runs_the_sandbox_and_the_connector(tmp_path: Path) -> None:
     sandbox_port, port = free_port(), free_port()
+    url = f"http://127.0.0.1:{port}"
     demo = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
     config = tmp_path / "demo.toml"
     config.write_text(demo.read_text().replace("127.0.0.1:8087", f"127.0.0.1:{sandbox_port}"))
-    with subprocess.Popen(
-        [*CONNECTOR, "demo", "--port", str(port), "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as process:
+    # Output to a file: a pipe read only at the end would fill with logs and block the demo.
+    with (
+        (tmp_path / "demo.out").open("w+", encoding="utf-8") as out,
+        subprocess.Popen(
+            [*CONNECTOR, "demo", "--port", str(port), "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ) as process,
+    ):
         try:
-            card = _first_card(f"http://127.0.0.1:{port}", process)
+            printed = _printed_examples(out, process)
+            agent = {"Authorization": f"Bearer {printed['token']}"}
+            card = _first_card(url, process, agent)
+            assert httpx.get(f"{url}/v1/cards", params={"from": "+14155550123"}).status_code == 401
+            studio = httpx.post(
+                f"{url}/v1/studio/lookup",
+                data={"From": "whatsapp:+5511912345678"},
+                headers={"X-Twilio-Signature": printed["signature"]},
+            )
             written = httpx.post(
-                f"http://127.0.0.1:{port}/v1/events",
+                f"{url}/v1/events",
+                headers=agent,
                 json={
                     "event": "Flex - Engagement Completed",
                     "from": "+14155550123",
@@ -114,25 +146,46 @@ def test_demo_runs_the_sandbox_and_the_connector(tmp_path: Path) -> None:
                 },
             )
             assert written.status_code == 202, written.text
-            shown = _wait_for_event(f"http://127.0.0.1:{port}", "Flex - Engagement Completed")
+            shown = _wait_for_event(url, agent, "Flex - Engagement Completed")
             process.send_signal(signal.SIGINT)
-            output, _ = process.communicate(timeout=20)
+            process.wait(timeout=20)
         finally:
             process.kill()
+        out.seek(0)
+        output = out.read()
     assert card is not None, f"the demo did not answer; it printed:\n{output}"
+    assert studio.status_code == 200 and studio.json()["status"] == "found", studio.text
     assert shown, "the event written through the demo never showed on the card"
     assert card["profile"]["name"] == "Ada Lovelace"
-    assert "Try:" in output and "/v1/studio/lookup" in output
     with pytest.raises(httpx.ConnectError):  # the demo's sandbox stopped with it
         httpx.get(f"http://127.0.0.1:{sandbox_port}/_sandbox")
 
 
-def _first_card(url: str, process: subprocess.Popen[str]) -> dict[str, Any] | None:
+def _printed_examples(out: IO[str], process: subprocess.Popen[str]) -> dict[str, str]:
+    """The agent token and the Studio signature the demo printed for its example calls."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        out.seek(0)
+        text = out.read()
+        token = re.search(r"Authorization: Bearer (\S+)'", text)
+        signature = re.search(r"X-Twilio-Signature: (\S+)'", text)
+        if token and signature:
+            return {"token": token[1], "signature": signature[1]}
+        time.sleep(0.1)
+    out.seek(0)
+    raise AssertionError(f"the demo printed no example calls:\n{out.read()}")
+
+
+def _first_card(
+    url: str, process: subprocess.Popen[str], headers: dict[str, str]
+) -> dict[str, Any] | None:
     """The demo's first card, or None if it exits or does not answer within a minute."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
         try:
-            response = httpx.get(f"{url}/v1/cards", params={"from": "+14155550123"})
+            response = httpx.get(
+                f"{url}/v1/cards", params={"from": "+14155550123"}, headers=headers
+            )
             if response.status_code == 200:
                 card: dict[str, Any] = response.json()
                 return card
@@ -142,11 +195,11 @@ def _first_card(url: str, process: subprocess.Popen[str]) -> dict[str, Any] | No
     return None
 
 
-def _wait_for_event(url: str, name: str) -> bool:
+def _wait_for_event(url: str, headers: dict[str, str], name: str) -> bool:
     """Whether the event shows on the caller's card within 20 s (the drainer sends it)."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        card = httpx.get(f"{url}/v1/cards", params={"from": "+14155550123"}).json()
+        card = httpx.get(f"{url}/v1/cards", params={"from": "+14155550123"}, headers=headers).json()
         if any(e["event"] == name for e in card["events"]):
             return True
         time.sleep(0.3)

@@ -10,7 +10,13 @@ import pytest
 from connector.settings import ConfigError, ConnectionHolder, load_connection
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {"SEGMENT_PROFILE_API_TOKEN": "tok-very-secret", "SEGMENT_WRITE_KEY": "wk-very-secret"}
+ENV = {
+    "SEGMENT_PROFILE_API_TOKEN": "tok-very-secret",
+    "SEGMENT_WRITE_KEY": "wk-very-secret",
+    "TWILIO_ACCOUNT_SID": "AC" + "0123456789abcdef" * 2,
+    "TWILIO_AUTH_TOKEN": "twilio-very-secret",
+    "STUDIO_BASIC": "studio:basic-very-secret",
+}
 GOOD = """
 [connection]
 friendly_name = "Owl Goods"
@@ -97,6 +103,24 @@ BAD_EDITS = [
         "writeback.write_key_env",
         "MISSING_KEY is not set",
     ),
+    (GOOD + '[auth]\nallowed_roles = ["agent", "guest"]\n', "auth.allowed_roles", "guest"),
+    (GOOD + "[auth]\nallowed_roles = []\n", "auth.allowed_roles", "at least 1"),
+    (GOOD + "[auth]\ntrusted_proxies = 9\n", "auth.trusted_proxies", "less than or equal"),
+    (
+        GOOD + "[auth]\nagent_lookups_per_minute = 0\n",
+        "auth.agent_lookups_per_minute",
+        "greater than or equal to 1",
+    ),
+    (
+        GOOD + '[auth]\nstudio_basic_auth_env = "NOT_SET_ANYWHERE"\n',
+        "auth.studio_basic_auth_env",
+        "NOT_SET_ANYWHERE is not set",
+    ),
+    (
+        GOOD + '[auth]\nstudio_basic_auth_env = "SEGMENT_WRITE_KEY"\n',
+        "auth.studio_basic_auth_env",
+        "must be user:password",
+    ),
     (GOOD + "[connection\n", None, "not valid TOML"),
     (GOOD + "[lookup]\ndefault_country = +1\n", "lookup.default_country", "valid string"),
 ]
@@ -172,3 +196,37 @@ def test_reload_checks_at_most_once_per_interval(tmp_path: Path) -> None:
 def test_an_invalid_file_at_start_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         ConnectionHolder(write(tmp_path, "[connection]\n"), ENV)
+
+
+@pytest.mark.parametrize(
+    ("missing", "value", "reason"),
+    [
+        ("TWILIO_ACCOUNT_SID", None, "TWILIO_ACCOUNT_SID is not set"),
+        ("TWILIO_ACCOUNT_SID", "ACnope", "is not an account SID"),
+        ("TWILIO_AUTH_TOKEN", None, "TWILIO_AUTH_TOKEN is not set"),
+        ("TWILIO_IAM_URL", "iam.twilio.com", "TWILIO_IAM_URL must be a URL"),
+    ],
+)
+def test_twilio_credentials_are_required_to_check_tokens_and_signatures(
+    tmp_path: Path, missing: str, value: str | None, reason: str
+) -> None:
+    environ = {k: v for k, v in ENV.items() if k != missing}
+    if value is not None:
+        environ[missing] = value
+    with pytest.raises(ConfigError) as caught:
+        load_connection(write(tmp_path, GOOD), environ)
+    assert caught.value.key == "auth" and reason in caught.value.reason
+
+
+def test_twilio_account_and_basic_auth_from_the_environment(tmp_path: Path) -> None:
+    text = GOOD + '[auth]\nstudio_basic_auth_env = "STUDIO_BASIC"\n'
+    connection = load_connection(write(tmp_path, text), {**ENV, "TWILIO_IAM_URL": "http://x:1/"})
+    assert connection.twilio.account_sid == ENV["TWILIO_ACCOUNT_SID"]
+    assert connection.twilio.iam_url == "http://x:1"
+    assert connection.studio_basic_auth is not None
+    user, password = connection.studio_basic_auth
+    assert (user, password.get_secret_value()) == ("studio", "basic-very-secret")
+    assert "very-secret" not in repr(connection)
+    default = load_connection(write(tmp_path, GOOD), ENV)
+    assert default.twilio.iam_url == "https://iam.twilio.com" and default.studio_basic_auth is None
+    assert default.file.auth.allowed_roles == ["agent", "supervisor", "admin"]

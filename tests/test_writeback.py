@@ -22,6 +22,9 @@ ENGAGEMENT = {
 }
 
 
+STUDIO = ("studio", "studio-basic-password")
+
+
 @pytest.fixture
 def sandbox(make_sandbox: SandboxFactory) -> RunningSandbox:
     return make_sandbox(data="demo")
@@ -29,8 +32,12 @@ def sandbox(make_sandbox: SandboxFactory) -> RunningSandbox:
 
 @pytest.fixture
 def connector(make_connector: ConnectorFactory, sandbox: RunningSandbox) -> RunningConnector:
-    extra = f'\n[writeback]\nenabled = true\ntracking_api_url = "{sandbox.url}"\n'
-    return make_connector(sandbox, extra)
+    # A Studio flow with Basic auth too, for drills that write more than one agent may.
+    extra = (
+        f'\n[auth]\nstudio_basic_auth_env = "STUDIO_BASIC_AUTH"\n'
+        f'\n[writeback]\nenabled = true\ntracking_api_url = "{sandbox.url}"\n'
+    )
+    return make_connector(sandbox, extra, env={"STUDIO_BASIC_AUTH": ":".join(STUDIO)})
 
 
 def outbox(connector: RunningConnector) -> Outbox:
@@ -45,7 +52,10 @@ def drained(connector: RunningConnector, within: float = 20.0) -> None:
     assert outbox(connector).depth().pending == 0, "the outbox did not drain"
 
 
-def post(connector: RunningConnector, body: dict[str, Any]) -> Any:
+def post(connector: RunningConnector, body: dict[str, Any], as_flow: bool = False) -> Any:
+    """An event from the connector's agent, or from a Studio flow (Basic auth)."""
+    if as_flow:
+        return connector.http.post("/v1/events", json=body, auth=STUDIO)
     return connector.http.post("/v1/events", json=body)
 
 
@@ -276,6 +286,7 @@ def test_1000_events_during_an_outage_are_all_delivered_once(
                 "properties": {"n": n},
                 "from": callers[n % 4],
             },
+            as_flow=True,  # more events than one agent may write in a minute
         )
         assert response.status_code == 202
         ids.add(response.json()["messageId"])

@@ -14,17 +14,19 @@ import httpx
 
 from connector.loopback import free_port
 from connector.outbox import Outbox
-from tests.conftest import TOKEN, WRITE_KEY, SandboxFactory, connection_toml
+from tests.conftest import SandboxFactory, connection_toml, connector_env
 
 CONNECTOR = [sys.executable, "-m", "connector"]
 CALLERS = ["+14155550123", "+447700900123", "+33612345678", "+819012345678"]
-ENV = {**os.environ, "SEGMENT_PROFILE_API_TOKEN": TOKEN, "SEGMENT_WRITE_KEY": WRITE_KEY}
+STUDIO = ("studio", "drill-password")  # a Studio flow writes the events, with Basic auth
+FLOW_AUTH = '\n[auth]\nstudio_basic_auth_env = "STUDIO_BASIC_AUTH"\n'
 
 
-def start_serve(config: Path, port: int) -> subprocess.Popen[bytes]:
+def start_serve(config: Path, port: int, sandbox_url: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **connector_env(sandbox_url), "STUDIO_BASIC_AUTH": ":".join(STUDIO)}
     process = subprocess.Popen(
         [*CONNECTOR, "serve", "--config", str(config), "--port", str(port), "--workers", "2"],
-        env=ENV,
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -57,15 +59,16 @@ def test_sigkill_mid_drain_loses_nothing_and_lands_nothing_twice(
     config = tmp_path / "connection.toml"
     config.write_text(
         connection_toml(
-            sandbox.url, f'\n[writeback]\nenabled = true\ntracking_api_url = "{sandbox.url}"\n'
+            sandbox.url,
+            FLOW_AUTH + f'\n[writeback]\nenabled = true\ntracking_api_url = "{sandbox.url}"\n',
         )
     )
     box = Outbox(tmp_path / "outbox.sqlite")
     port = free_port()
-    first = start_serve(config, port)
+    first = start_serve(config, port, sandbox.url)
     ids = []
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, auth=STUDIO) as client:
             for n in range(300):
                 response = client.post(
                     "/v1/events",
@@ -83,7 +86,7 @@ def test_sigkill_mid_drain_loses_nothing_and_lands_nothing_twice(
         first.wait()
     assert box.depth().pending > 0, "the kill came too late to prove anything"
 
-    second = start_serve(config, port)
+    second = start_serve(config, port, sandbox.url)
     try:
         assert wait_for(lambda: box.depth().pending == 0, 60), "the restart did not drain"
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from connector.audit import note_outcome
 from connector.cards import studio_payload
 from connector.errors import ProfileApiError
 from connector.routes.inputs import lookup_address
@@ -18,7 +19,12 @@ def card() -> Response:
     service = current_service()
     country = service.holder.current().file.lookup.default_country
     address, raw = lookup_address(country)
-    answer = service.card(address, raw)
+    try:
+        answer = service.card(address, raw)
+    except ProfileApiError:
+        note_outcome("unavailable")
+        raise
+    note_outcome(answer.status)
     return jsonify(answer.card.model_dump(mode="json"))
 
 
@@ -31,6 +37,7 @@ def studio_lookup() -> Response:
     try:
         answer = service.card(address, raw)
     except ProfileApiError as error:
+        note_outcome("unavailable")
         return jsonify(
             {
                 "found": False,
@@ -39,4 +46,5 @@ def studio_lookup() -> Response:
                 "reason": error.public_message,
             }
         )
+    note_outcome(answer.status)
     return jsonify(studio_payload(answer.card, answer.status))

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from connector.audit import note_outcome
 from connector.errors import BadRequest, Forbidden, NotFound, RateLimited, UpstreamUnavailable
 from connector.logs import caller_hash
 from connector.models import EventAccepted
@@ -63,6 +64,7 @@ def record_event() -> Response:
         raise BadRequest(f"Invalid event: {error}.") from None
     outbox: Outbox = current_app.extensions["outbox"]
     added = outbox.add(message, address.cache_key)  # committed: it cannot be lost from here on
+    note_outcome("duplicate" if not added else "queued")
     accepted = EventAccepted(
         messageId=message["messageId"], queued=True, duplicate=not added, identified=identified
     )

@@ -6,9 +6,12 @@ from typing import Any
 
 from flask import request
 
+from connector.audit import note_caller
 from connector.errors import BadRequest
+from connector.logs import caller_hash
 from connector.resolve import Address, InvalidAddress, parse_email, parse_from, parse_identifier
 from connector.resolve import parse_phone as _parse_phone
+from connector.service import current_service
 
 # Accepted names of each input; Studio flows often pass Twilio's own `From`.
 FIELDS = {
@@ -37,9 +40,11 @@ def parse_address(name: str, raw: str, default_country: str) -> Address:
         "identifier": parse_identifier,
     }
     try:
-        return parsers[name](raw)
+        address = parsers[name](raw)
     except InvalidAddress as error:
         raise BadRequest(f"The {name} given is {error}.") from None
+    note_caller(caller_hash(address.cache_key, current_service().holder.current().token))
+    return address
 
 
 def _fields() -> dict[str, str | None]:

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from connector.sandbox.faults import FaultController, Faults, RateLimiter
-from connector.sandbox.ingest import Ingestor, iso, parse_time, utc_now
+from connector.sandbox.ingest import Ingestor, iso, utc_now
 from connector.sandbox.rules import load_rules
 from connector.sandbox.stats import Stats
 from connector.sandbox.store import Store
 from connector.sandbox.twilio_iam import AgentTokens
+from connector.timestamps import parse_timestamp
 
 DEMO_DATA = "demo"
 DATA_SOURCE_ID = "sandbox_data"
@@ -112,7 +113,7 @@ def _rebase_offset(file: Path) -> timedelta | None:
     with file.open(encoding="utf-8") as lines:
         for line in lines:
             for raw in _TIMESTAMP.findall(line):
-                moment = parse_time(raw)
+                moment = parse_timestamp(raw)
                 if moment and (newest is None or moment > newest):
                     newest = moment
     if newest is None:
@@ -138,7 +139,7 @@ def _read_messages(file: Path, shift: timedelta | None) -> Iterator[Any]:
 
 def _shift_times(message: dict[str, Any], shift: timedelta) -> None:
     for name in TIME_FIELDS:
-        moment = parse_time(message.get(name))
+        moment = parse_timestamp(message.get(name))
         if moment is not None:
             message[name] = iso(moment + shift)
 

@@ -10,6 +10,7 @@ from typing import Any
 from connector.sandbox.identity import resolve
 from connector.sandbox.rules import Identifier, IdentityRules
 from connector.sandbox.store import Stamp, Store
+from connector.timestamps import parse_timestamp
 
 Clock = Callable[[], datetime]
 PERSONAS_CLASSES = ("computed_trait", "audience")
@@ -31,16 +32,6 @@ def utc_now() -> datetime:
 def iso(moment: datetime) -> str:
     """Fixed-width UTC ISO 8601, so that stored timestamps sort as text."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("z", "Z"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def micros(moment: datetime) -> int:
@@ -68,8 +59,8 @@ class Ingestor:
         if not self.store.first_sighting(message_id):
             return "duplicate"
         moment = (
-            parse_time(message.get("timestamp"))
-            or parse_time(message.get("originalTimestamp"))
+            parse_timestamp(message.get("timestamp"))
+            or parse_timestamp(message.get("originalTimestamp"))
             or self.clock()
         )
         stamp = Stamp(iso(moment), message_id, source_id)

@@ -13,10 +13,11 @@ from urllib.parse import unquote_to_bytes, urlencode
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from connector.sandbox.core import Sandbox
-from connector.sandbox.ingest import micros, parse_time, utc_now
+from connector.sandbox.ingest import micros, utc_now
 from connector.sandbox.rules import COLLECTIONS, Identifier
 from connector.sandbox.store import Profile, external_ids_of
 from connector.sandbox.wsgi import SegmentError, basic_user, raw_path
+from connector.timestamps import parse_timestamp
 
 ROUTE = re.compile(
     r"^/v1/spaces/(?P<space>[^/]*)/collections/(?P<collection>[^/]*)"
@@ -159,7 +160,7 @@ def _time(name: str) -> datetime | None:
     raw = request.args.get(name)
     if raw is None:
         return None
-    moment = parse_time(raw)
+    moment = parse_timestamp(raw)
     if moment is None:
         raise SegmentError(
             400, "validation_error", f"The parameter `{name}` must be an ISO 8601 date or time."

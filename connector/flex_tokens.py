@@ -1,0 +1,107 @@
+"""Flex agent tokens, checked with Twilio's `POST /v1/Accounts/{Sid}/Tokens/validate`.
+
+A valid token is cached until its expiration (re-checked at least hourly), so an agent's lookups
+cost Twilio one request per token, not one per lookup; a refused token is remembered briefly so
+a client retrying with it does not make the connector hammer Twilio.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+
+from connector.cache import CardCache
+from connector.errors import TwilioRefusedCredentials, TwilioUnavailable
+from connector.settings import TwilioAccount
+from connector.timestamps import parse_timestamp
+
+log = logging.getLogger(__name__)
+CHECK_TIMEOUT = 3.0  # Studio gives a whole request 10 s; a card lookup needs the rest
+RECHECK_VALID_AFTER = 3600.0
+REMEMBER_REFUSED_FOR = 60.0
+MAX_TOKENS = 10_000
+
+
+@dataclass(frozen=True)
+class FlexVerdict:
+    """Twilio's answer about one token."""
+
+    valid: bool
+    message: str
+    identity: str | None = None
+    roles: tuple[str, ...] = ()
+    worker_sid: str | None = None
+    expires_at: datetime | None = None
+
+
+class FlexTokens:
+    """Validates tokens for one process; shares the process's pooled HTTP client."""
+
+    def __init__(self, http: httpx.Client) -> None:
+        self._http = http
+        self._cache: CardCache[FlexVerdict] = CardCache(MAX_TOKENS)
+        self.checks = 0  # requests made to Twilio, for tests and benchmarks
+
+    def verdict(self, token: str, account: TwilioAccount) -> FlexVerdict:
+        # Keyed by a digest: the cache never holds a usable token. The account is part of the
+        # key, so a changed TWILIO_ACCOUNT_SID never reuses another account's verdicts.
+        key = hashlib.sha256(f"{account.account_sid}:{token}".encode()).hexdigest()
+        return self._cache.get(key, lambda: self._check(token, account), 0.0, CHECK_TIMEOUT).value
+
+    def _check(self, token: str, account: TwilioAccount) -> tuple[FlexVerdict, float]:
+        self.checks += 1
+        url = f"{account.iam_url}/v1/Accounts/{account.account_sid}/Tokens/validate"
+        try:
+            response = self._http.post(
+                url,
+                json={"token": token},
+                auth=(account.account_sid, account.auth_token.get_secret_value()),
+                timeout=CHECK_TIMEOUT,
+            )
+        except httpx.HTTPError as error:
+            log.warning("Twilio token check failed: %s", type(error).__name__)
+            raise TwilioUnavailable("Twilio could not check the Flex token; try again.") from None
+        if response.status_code in (401, 403, 404):
+            log.error(
+                "Twilio refused the connector's account credentials (HTTP %s); "
+                "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN",
+                response.status_code,
+            )
+            raise TwilioRefusedCredentials(
+                "The connector cannot check Flex tokens; tell its admin."
+            )
+        if response.status_code != 200:
+            log.warning("Twilio token check answered HTTP %s", response.status_code)
+            raise TwilioUnavailable("Twilio could not check the Flex token; try again.")
+        return _verdict(response)
+
+
+def _verdict(response: httpx.Response) -> tuple[FlexVerdict, float]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise TwilioUnavailable("Twilio could not check the Flex token; try again.")
+    if body.get("valid") is not True:
+        message = body.get("message") if isinstance(body.get("message"), str) else None
+        return FlexVerdict(False, message or "Invalid Flex token"), REMEMBER_REFUSED_FOR
+    roles = body.get("roles")
+    roles = roles if isinstance(roles, list) else []
+    expires_at = parse_timestamp(body.get("expiration"))
+    ttl = RECHECK_VALID_AFTER
+    if expires_at is not None:
+        ttl = min(ttl, (expires_at - datetime.now(UTC)).total_seconds())
+    verdict = FlexVerdict(
+        True,
+        "valid",
+        identity=body.get("identity") if isinstance(body.get("identity"), str) else None,
+        roles=tuple(r for r in roles if isinstance(r, str)),
+        worker_sid=body.get("worker_sid") if isinstance(body.get("worker_sid"), str) else None,
+        expires_at=expires_at,
+    )
+    return verdict, max(0.0, ttl)
