@@ -14,7 +14,9 @@ external ids, events, links, each linked account's traits):
 
 Upstream calls per lookup are counted at the sandbox. Segment's per-space rate limit is lifted in
 the sandbox for the run, so that latency is measured rather than throttling; the capacity each
-side would have under the real 100 requests/s follows from its calls per lookup.
+side would have under the real 100 requests/s follows from its calls per lookup. One agent makes
+every connector lookup (with its Flex token, checked once per worker), its per-agent limit lifted
+for the same reason.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ import httpx
 
 from bench.common import percentiles, table, timed_concurrently
 from connector.sandbox.control_client import SandboxControl
+from connector.sandbox.core import SandboxConfig
 from connector.sandbox.datagen import synthetic_phone, write_synthetic
 from connector.sandbox.process import sandbox_process
 from connector.serve import serve_process
 
 SPACE, TOKEN = "spa_bench", "bench-token"
+SANDBOX = SandboxConfig()  # its Twilio account checks the benchmark agent's Flex token
 TRAIT_KEYS = "plan,lifetime_value,customer_since,city,name,first_name,last_name"
 CONFIG = f"""
 [connection]
@@ -45,6 +49,9 @@ profile_api_url = "{{url}}"
 [lookup]
 rate_limit = 100000
 card_ttl_seconds = 600
+
+[auth]
+agent_lookups_per_minute = 1000000
 
 [[traits]]
 key = "plan"
@@ -149,11 +156,15 @@ def main() -> None:
             control = SandboxControl(sandbox.url)
             config = Path(tmp) / "connection.toml"
             config.write_text(CONFIG.replace("{url}", sandbox.url), encoding="utf-8")
-            env = {"SEGMENT_PROFILE_API_TOKEN": TOKEN}
+            env = {"SEGMENT_PROFILE_API_TOKEN": TOKEN, **SANDBOX.twilio_environment(sandbox.url)}
+            agent = control.issue_agent_token()["token"]
             with (
                 serve_process(config, env, workers=args.workers, threads=32) as url,
                 httpx.Client(
-                    base_url=url, timeout=15, limits=httpx.Limits(max_connections=64)
+                    base_url=url,
+                    timeout=15,
+                    limits=httpx.Limits(max_connections=64),
+                    headers={"Authorization": f"Bearer {agent}"},
                 ) as client,
             ):
 

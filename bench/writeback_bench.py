@@ -22,10 +22,12 @@ import httpx
 from bench.common import percentiles, table, timed_concurrently
 from connector.outbox import Outbox
 from connector.sandbox.control_client import SandboxControl
+from connector.sandbox.core import SandboxConfig
 from connector.sandbox.process import sandbox_process
 from connector.serve import serve_process
 
 TOKEN, WRITE_KEY, SPACE = "bench-token", "bench-write-key", "spa_bench"
+SANDBOX = SandboxConfig()  # its Twilio account checks the benchmark agent's Flex token
 CALLERS = [
     "+14155550123",
     "+447700900123",
@@ -43,15 +45,21 @@ profile_api_url = "{{url}}"
 [lookup]
 rate_limit = 100000
 
+[auth]
+agent_lookups_per_minute = 1000000
+
 [writeback]
 enabled = true
 tracking_api_url = "{{url}}"
 """
 
 
-def accept(url: str, events: int, concurrency: int) -> tuple[list[float], float]:
+def accept(url: str, agent: str, events: int, concurrency: int) -> tuple[list[float], float]:
     with httpx.Client(
-        base_url=url, timeout=15, limits=httpx.Limits(max_connections=concurrency)
+        base_url=url,
+        timeout=15,
+        limits=httpx.Limits(max_connections=concurrency),
+        headers={"Authorization": f"Bearer {agent}"},
     ) as client:
 
         def one(n: int) -> None:
@@ -93,10 +101,15 @@ def main() -> None:
         config = Path(tmp) / "connection.toml"
         config.write_text(CONFIG.replace("{url}", sandbox.url), encoding="utf-8")
         outbox = Outbox(Path(tmp) / "outbox.sqlite")
-        env = {"SEGMENT_PROFILE_API_TOKEN": TOKEN, "SEGMENT_WRITE_KEY": WRITE_KEY}
+        env = {
+            "SEGMENT_PROFILE_API_TOKEN": TOKEN,
+            "SEGMENT_WRITE_KEY": WRITE_KEY,
+            **SANDBOX.twilio_environment(sandbox.url),
+        }
+        agent = control.issue_agent_token()["token"]
         with serve_process(config, env, workers=2, threads=32) as url:
             control.set_faults(error_rate=1.0, targets=["tracking"])  # phase 1: hold delivery
-            latencies, accept_wall = accept(url, args.events, args.concurrency)
+            latencies, accept_wall = accept(url, agent, args.events, args.concurrency)
             held = outbox.depth().pending
             control.clear_faults()  # phase 2: deliver, without waiting out phase 1's backoff
             started = time.perf_counter()

@@ -291,9 +291,7 @@ def demo(port: int, config_file: Path) -> None:
             {
                 file.connection.token_env: DEFAULTS.token,
                 file.writeback.write_key_env: DEFAULTS.write_key,
-                "TWILIO_ACCOUNT_SID": DEFAULTS.twilio_account_sid,
-                "TWILIO_AUTH_TOKEN": DEFAULTS.twilio_auth_token,
-                "TWILIO_IAM_URL": sandbox_url,
+                **DEFAULTS.twilio_environment(sandbox_url),
             }
         )
         connection = load_connection(config_file)

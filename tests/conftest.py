@@ -22,17 +22,7 @@ SPACE = "spa_test"
 TOKEN = "test-profile-token"
 WRITE_KEY = "test-write-key"
 CONFIG = SandboxConfig(space_id=SPACE, token=TOKEN, write_key=WRITE_KEY, rate_limit=0)
-TWILIO_SID = CONFIG.twilio_account_sid
 TWILIO_AUTH_TOKEN = CONFIG.twilio_auth_token
-
-
-def twilio_env(sandbox_url: str) -> dict[str, str]:
-    """Twilio's variables, with the sandbox answering token checks."""
-    return {
-        "TWILIO_ACCOUNT_SID": TWILIO_SID,
-        "TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
-        "TWILIO_IAM_URL": sandbox_url,
-    }
 
 
 def connector_env(sandbox_url: str, token: str = TOKEN) -> dict[str, str]:
@@ -40,7 +30,7 @@ def connector_env(sandbox_url: str, token: str = TOKEN) -> dict[str, str]:
     return {
         "SEGMENT_PROFILE_API_TOKEN": token,
         "SEGMENT_WRITE_KEY": WRITE_KEY,
-        **twilio_env(sandbox_url),
+        **CONFIG.twilio_environment(sandbox_url),
     }
 
 

@@ -43,6 +43,14 @@ class SandboxConfig:
     rules_path: Path | None = None
     event_window: timedelta = timedelta(days=14)
 
+    def twilio_environment(self, url: str) -> dict[str, str]:
+        """Twilio's variables for a connector whose Flex tokens this sandbox (at `url`) checks."""
+        return {
+            "TWILIO_ACCOUNT_SID": self.twilio_account_sid,
+            "TWILIO_AUTH_TOKEN": self.twilio_auth_token,
+            "TWILIO_IAM_URL": url,
+        }
+
 
 @dataclass(frozen=True)
 class LoadReport:
