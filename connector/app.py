@@ -102,11 +102,15 @@ def _http_error(error: HTTPException) -> Response:
     codes = {404: "not_found", 405: "invalid_request_error", 413: "invalid_request_error"}
     messages = {413: f"The request body is larger than {MAX_BODY_BYTES // 1024} KB."}
     status = error.code or 400
-    return error_response(
+    response = error_response(
         status,
         codes.get(status, "invalid_request_error"),
         messages.get(status, error.description or "Bad request."),
     )
+    for name, value in error.get_headers():  # Allow on a 405, Retry-After on a 503 ...
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 def _unexpected_error(error: Exception) -> Response:

@@ -5,6 +5,7 @@ ConnectorError                      status, code, message
 ├── Unauthenticated                 401 authentication_error (no, bad or expired credentials)
 ├── Forbidden                       403 forbidden (a role not allowed; write-back is off)
 ├── NotFound                        404 not_found (an event's caller is not in Segment)
+├── UnsupportedMediaType            415 invalid_request_error (a body neither form nor JSON)
 ├── TooManyLookups                  429 rate_limit_error (one agent's or flow's lookup limit)
 ├── TwilioUnavailable               503 auth_unavailable (Twilio could not check a Flex token)
 │   └── TwilioRefusedCredentials        (Twilio refused our account SID and auth token)
@@ -116,6 +117,11 @@ class NotFound(ConnectorError):
 class Forbidden(ConnectorError):
     status = 403
     code = "forbidden"
+
+
+class UnsupportedMediaType(ConnectorError):
+    status = 415
+    code = "invalid_request_error"
 
 
 class Unauthenticated(ConnectorError):

@@ -43,13 +43,38 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     reasons = {
         400: "Bad input",
-        403: "Forbidden",
+        401: "No, bad or expired credentials",
+        403: "A Flex role the connection does not allow (or, for events, write-back is off)",
         404: "Not found",
         413: "Body over 64 KB",
+        415: "A body neither form nor JSON",
+        429: "This agent's or flow's lookup limit is reached (Retry-After says when to retry)",
         502: "Segment refused the connector",
-        503: "Segment is unavailable",
+        503: "Segment, or Twilio's token check, is unavailable",
     }
     return {str(s): _json(ErrorBody, reasons[s]) for s in statuses}
+
+
+# Every route but /healthz takes one of these (see connector.auth).
+SECURITY_SCHEMES = {
+    "flexToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The agent's Flex token (also accepted as a Token field in the body)",
+    },
+    "studioSignature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Twilio-Signature",
+        "description": "Twilio's signature of a Studio request (bodySHA256 for JSON bodies)",
+    },
+    "studioBasic": {
+        "type": "http",
+        "scheme": "basic",
+        "description": "Basic auth for Studio, when the connection enables it",
+    },
+}
+AUTH_ERRORS = (401, 403, 503)
 
 
 def _body(model: type[BaseModel]) -> dict[str, Any]:
@@ -92,7 +117,7 @@ def openapi_document() -> dict[str, Any]:
     )
     card = {
         "200": _json(ProfileCard, "The card (found: false when no profile matches)"),
-        **_errors(400, 413, 502, 503),
+        **_errors(400, *AUTH_ERRORS, 413, 415, 429, 502),
     }
     return {
         "openapi": "3.1.0",
@@ -119,7 +144,7 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": _body(LookupRequest),
                     "responses": {
                         "200": _json(StudioLookup, "Always 200 for a well-formed request"),
-                        **_errors(400, 413),
+                        **_errors(400, *AUTH_ERRORS, 413, 415, 429),
                     },
                 }
             },
@@ -129,13 +154,14 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": _body(EventRequest),
                     "responses": {
                         "202": _json(EventAccepted, "Committed to the outbox"),
-                        **_errors(400, 403, 404, 413, 503),
+                        **_errors(400, *AUTH_ERRORS, 404, 413, 415, 429),
                     },
                 }
             },
             "/healthz": {
                 "get": {
-                    "summary": "The process is alive",
+                    "summary": "The process is alive (the one route open to anyone)",
+                    "security": [],
                     "responses": {"200": _json(Health, "Alive")},
                 }
             },
@@ -145,15 +171,20 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _json(Readiness, "Ready"),
                         "503": _json(Readiness, "Not ready"),
+                        **_errors(401, 403),
                     },
                 }
             },
             "/openapi.json": {
                 "get": {
                     "summary": "This document",
-                    "responses": {"200": {"description": "OpenAPI 3.1"}},
+                    "responses": {
+                        "200": {"description": "OpenAPI 3.1"},
+                        **_errors(*AUTH_ERRORS),
+                    },
                 }
             },
         },
-        "components": {"schemas": definitions["$defs"]},
+        "security": [{name: []} for name in SECURITY_SCHEMES],
+        "components": {"schemas": definitions["$defs"], "securitySchemes": SECURITY_SCHEMES},
     }

@@ -22,6 +22,7 @@ from connector import __version__
 from connector.resolve import Candidate
 
 MAX_MESSAGE_BYTES = 32 * 1024  # Segment's limit per message
+MAX_FORM_DEPTH = 32  # dotted form field names, as deep as the JSON bodies allowed
 Status = Literal["true", "false", "did_not_subscribe"]
 STATUSES = {"true": "SUBSCRIBED", "false": "UNSUBSCRIBED", "did_not_subscribe": "DID_NOT_SUBSCRIBE"}
 # status field -> (channel type, the field holding the channel's key)
@@ -113,6 +114,8 @@ def unflatten(form: Mapping[str, str]) -> dict[str, Any]:
     for key, value in form.items():
         node = result
         *parents, leaf = key.split(".")
+        if len(parents) >= MAX_FORM_DEPTH:
+            raise InvalidEvent(f"a field name nests deeper than {MAX_FORM_DEPTH} levels")
         for part in parents:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):

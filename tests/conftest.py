@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -168,23 +169,29 @@ class RunningConnector:
 ConnectorFactory = Callable[..., RunningConnector]
 
 
+def start_connector(
+    sandbox: RunningSandbox,
+    config: Path,
+    extra: str = "",
+    token: str = TOKEN,
+    env: dict[str, str] | None = None,
+    **lookup: Any,
+) -> RunningConnector:
+    """A connector in front of `sandbox`, its connection file written at `config`."""
+    config.write_text(connection_toml(sandbox.url, extra, **lookup), encoding="utf-8")
+    environ = {**connector_env(sandbox.url, token), **(env or {})}
+    app = create_app(AppSettings(config_path=config, environ=environ, reload_every=0.0))
+    agent = sandbox.control.issue_agent_token()["token"]
+    return RunningConnector(LoopbackServer(app).start(), app, config, agent)
+
+
 @pytest.fixture
 def make_connector(tmp_path: Path) -> Iterator[ConnectorFactory]:
     started: list[RunningConnector] = []
 
-    def factory(
-        sandbox: RunningSandbox,
-        extra: str = "",
-        token: str = TOKEN,
-        env: dict[str, str] | None = None,
-        **lookup: Any,
-    ) -> RunningConnector:
+    def factory(sandbox: RunningSandbox, *args: Any, **kwargs: Any) -> RunningConnector:
         config = tmp_path / f"connection-{len(started)}.toml"
-        config.write_text(connection_toml(sandbox.url, extra, **lookup), encoding="utf-8")
-        environ = {**connector_env(sandbox.url, token), **(env or {})}
-        app = create_app(AppSettings(config_path=config, environ=environ, reload_every=0.0))
-        agent = sandbox.control.issue_agent_token()["token"]
-        running = RunningConnector(LoopbackServer(app).start(), app, config, agent)
+        running = start_connector(sandbox, config, *args, **kwargs)
         started.append(running)
         return running
 
@@ -197,3 +204,14 @@ def make_connector(tmp_path: Path) -> Iterator[ConnectorFactory]:
 def connector(make_connector: ConnectorFactory, demo: RunningSandbox) -> RunningConnector:
     """A connector in front of the module's shared demo sandbox."""
     return make_connector(demo)
+
+
+# --- generated cases, counted for the run's summary ----------------------------------------------
+
+CASES: Counter[str] = Counter()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if CASES:
+        counted = ", ".join(f"{name} {count}" for name, count in sorted(CASES.items()))
+        terminalreporter.write_line(f"generated cases: {counted}")

@@ -14,7 +14,7 @@ from connector.logs import caller_hash
 from connector.models import EventAccepted
 from connector.outbox import Outbox
 from connector.resolve import candidates
-from connector.routes.inputs import json_object, parse_address
+from connector.routes.inputs import body_fields, parse_address
 from connector.service import current_service
 from connector.writeback import (
     CALLER_FIELDS,
@@ -83,9 +83,10 @@ def record_event() -> Response:
 
 
 def _body() -> dict[str, Any]:
+    fields = body_fields()
     if request.is_json:
-        return json_object()
+        return dict(fields)
     try:
-        return unflatten(request.form)
+        return unflatten(fields)
     except InvalidEvent as error:
         raise BadRequest(f"Invalid event: {error}.") from None

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import request
 
 from connector.audit import note_caller
-from connector.errors import BadRequest
+from connector.errors import BadRequest, UnsupportedMediaType
 from connector.logs import caller_hash
 from connector.resolve import Address, InvalidAddress, parse_email, parse_from, parse_identifier
 from connector.resolve import parse_phone as _parse_phone
 from connector.service import current_service
 
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+# Events carry properties and traits; Segment's own payloads rarely nest past a handful of levels.
+MAX_JSON_DEPTH = 32
 # Accepted names of each input; Studio flows often pass Twilio's own `From`.
 FIELDS = {
     "from": ("from", "From"),
@@ -50,7 +54,7 @@ def parse_address(name: str, raw: str, default_country: str) -> Address:
 def _fields() -> dict[str, str | None]:
     sources: list[Any] = [request.args]
     if request.method == "POST":
-        sources.append(json_object() if request.is_json else request.form)
+        sources.append(body_fields())
     found: dict[str, str | None] = {}
     for name, aliases in FIELDS.items():
         for source in sources:
@@ -64,11 +68,36 @@ def _fields() -> dict[str, str | None]:
     return found
 
 
+def body_fields() -> Mapping[str, Any]:
+    """A POST body's fields: a JSON object, or a form (Studio's default)."""
+    if request.is_json:
+        return json_object()
+    if request.mimetype in FORM_TYPES or not (request.mimetype or request.content_length):
+        return request.form
+    raise UnsupportedMediaType(
+        "Send the body as a form (application/x-www-form-urlencoded) or as JSON (application/json)."
+    )
+
+
 def json_object() -> dict[str, Any]:
     try:
         body = request.get_json(silent=True)
-    except RecursionError:  # deeply nested JSON
+    except RecursionError:  # nested past the interpreter's limit
         body = None
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
+    if nesting_depth(body) > MAX_JSON_DEPTH:
+        raise BadRequest(f"The JSON body is nested deeper than {MAX_JSON_DEPTH} levels.")
     return body
+
+
+def nesting_depth(value: Any) -> int:
+    """How deeply objects and arrays nest in a parsed JSON value (without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
