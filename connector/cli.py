@@ -24,6 +24,8 @@ from connector.sandbox.datagen import write_demo, write_synthetic
 from connector.sandbox.faults import Faults
 from connector.sandbox.process import sandbox_process
 from connector.sandbox.server import SandboxServer
+from connector.serve import ALL_INTERFACES
+from connector.serve import HOST as LOOPBACK
 from connector.serve import serve as run_server
 from connector.service import CardService
 from connector.settings import (
@@ -198,21 +200,28 @@ def sandbox(
 
 @main.command()
 @config_option
-@click.option("--port", default=8080, show_default=True, help="Port on 127.0.0.1.")
+@click.option(
+    "--host",
+    default=ALL_INTERFACES,
+    show_default=True,
+    help="Address to listen on (127.0.0.1 for this machine only).",
+)
+@click.option("--port", default=8080, show_default=True, help="Port to listen on.")
 @click.option("--workers", default=2, show_default=True, help="gunicorn worker processes.")
 @click.option("--threads", default=32, show_default=True, help="Threads per worker.")
-def serve(config_file: Path | None, port: int, workers: int, threads: int) -> None:
-    """Run the connector under gunicorn on 127.0.0.1."""
+def serve(config_file: Path | None, host: str, port: int, workers: int, threads: int) -> None:
+    """Run the connector under gunicorn. Put TLS in front of it (a platform router or a proxy):
+    Flex tokens travel in its requests."""
     path = config_path(config_file)
     try:
         load_connection(path)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
     click.echo(
-        f"connector on http://127.0.0.1:{port} ({workers} workers x {threads} threads), "
+        f"connector on http://{host}:{port} ({workers} workers x {threads} threads), "
         f"connection file {path}"
     )
-    run_server(path, port, workers, threads)
+    run_server(path, host, port, workers, threads)
 
 
 @main.command()
@@ -326,7 +335,7 @@ def demo(port: int, config_file: Path) -> None:
         # Printed before gunicorn starts, from this thread: a thread still running when gunicorn
         # forks its workers could hold a lock the workers then wait on forever.
         _print_examples(url, config_file, agent_token)
-        run_server(config_file, port, workers=2, threads=32)
+        run_server(config_file, LOOPBACK, port, workers=2, threads=32)
 
 
 def _print_examples(url: str, config_file: Path, agent_token: str) -> None:

@@ -21,18 +21,17 @@ from connector.app import AppSettings, create_app
 from connector.logs import configure_logging
 from connector.loopback import free_port
 
-# Loopback only until Flex token and Studio signature checks exist: the connector reads every
-# customer's profile and must not be reachable by anyone else before then.
-HOST = "127.0.0.1"
+HOST = "127.0.0.1"  # the demo, tests and benchmarks
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - production: every route but /healthz needs credentials
 
 
 class ConnectorServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
     """gunicorn with the app built in each worker after the fork (never before: no pool is
     shared between processes)."""
 
-    def __init__(self, config: Path, port: int, workers: int, threads: int) -> None:
+    def __init__(self, config: Path, host: str, port: int, workers: int, threads: int) -> None:
         self.options = {
-            "bind": f"{HOST}:{port}",
+            "bind": f"{host}:{port}",
             "workers": workers,
             "worker_class": "gthread",
             "threads": threads,
@@ -62,9 +61,9 @@ class ConnectorServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships 
         return create_app(AppSettings(config_path=self.config_path))
 
 
-def serve(config: Path, port: int, workers: int, threads: int) -> None:
+def serve(config: Path, host: str, port: int, workers: int, threads: int) -> None:
     """Run until SIGINT/SIGTERM (gunicorn's own handlers stop the workers gracefully)."""
-    ConnectorServer(config, port, workers, threads).run()
+    ConnectorServer(config, host, port, workers, threads).run()
 
 
 @contextmanager
@@ -85,6 +84,8 @@ def serve_process(
         "serve",
         "--config",
         str(config),
+        "--host",
+        HOST,
         "--port",
         str(port),
         "--workers",

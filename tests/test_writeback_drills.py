@@ -25,7 +25,18 @@ FLOW_AUTH = '\n[auth]\nstudio_basic_auth_env = "STUDIO_BASIC_AUTH"\n'
 def start_serve(config: Path, port: int, sandbox_url: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, **connector_env(sandbox_url), "STUDIO_BASIC_AUTH": ":".join(STUDIO)}
     process = subprocess.Popen(
-        [*CONNECTOR, "serve", "--config", str(config), "--port", str(port), "--workers", "2"],
+        [
+            *CONNECTOR,
+            "serve",
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
