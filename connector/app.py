@@ -20,7 +20,7 @@ from connector.flex_tokens import FlexTokens
 from connector.logs import quiet_libraries
 from connector.outbox import Outbox
 from connector.profile_api import build_http_client
-from connector.routes import cards, events, health
+from connector.routes import cards, events, health, pages
 from connector.service import CardService, current_service
 from connector.settings import ConnectionHolder, config_path
 from connector.studio_auth import TrustedProxies
@@ -69,9 +69,10 @@ def create_app(
     app.register_blueprint(cards.blueprint)
     app.register_blueprint(events.blueprint)
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(pages.blueprint)
     app.after_request(_cors)
     app.after_request(audit.record)
-    app.register_error_handler(ConnectorError, lambda error: error.response())
+    app.register_error_handler(ConnectorError, _connector_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     return app
@@ -96,6 +97,12 @@ def _cors(response: Response) -> Response:
             response.headers["Access-Control-Max-Age"] = "600"
     response.vary.add("Origin")
     return response
+
+
+def _connector_error(error: ConnectorError) -> Response:
+    if request.endpoint in pages.PAGE_ENDPOINTS:  # an agent's iframe: a page, not JSON
+        return pages.error_page(error.status, error.message)
+    return error.response()
 
 
 def _http_error(error: HTTPException) -> Response:

@@ -75,6 +75,17 @@ SECURITY_SCHEMES = {
     },
 }
 AUTH_ERRORS = (401, 403, 503)
+# The CRM container's page is an iframe, which cannot send headers: its token may ride the URL.
+TOKEN_IN_QUERY = {
+    "type": "apiKey",
+    "in": "query",
+    "name": "Token",
+    "description": "The agent's Flex token, on /cards/view only",
+}
+
+
+def _page(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
 
 
 def _body(model: type[BaseModel]) -> dict[str, Any]:
@@ -158,6 +169,21 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/cards/view": {
+                "get": {
+                    "summary": "The card as an HTML page, for Flex's CRM container",
+                    "parameters": LOOKUP_PARAMETERS,
+                    "security": [{"flexTokenInQuery": []}, *({n: []} for n in SECURITY_SCHEMES)],
+                    "responses": {
+                        "200": _page("The card (or: no profile matches)"),
+                        "400": _page("Nothing to look up"),
+                        "401": _page("No, bad or expired token"),
+                        "403": _page("A Flex role the connection does not allow"),
+                        "429": _page("This agent's lookup limit is reached"),
+                        "503": _page("Segment, or Twilio's token check, is unavailable"),
+                    },
+                }
+            },
             "/healthz": {
                 "get": {
                     "summary": "The process is alive (the one route open to anyone)",
@@ -186,5 +212,8 @@ def openapi_document() -> dict[str, Any]:
             },
         },
         "security": [{name: []} for name in SECURITY_SCHEMES],
-        "components": {"schemas": definitions["$defs"], "securitySchemes": SECURITY_SCHEMES},
+        "components": {
+            "schemas": definitions["$defs"],
+            "securitySchemes": {**SECURITY_SCHEMES, "flexTokenInQuery": TOKEN_IN_QUERY},
+        },
     }

@@ -58,6 +58,7 @@ ROUTES: list[tuple[str, str, dict[str, Any], int]] = [
     ("POST", "/v1/events", {"json": EVENT}, 202),
     ("GET", "/readyz", {}, 200),
     ("GET", "/openapi.json", {}, 200),
+    ("GET", "/cards/view", {"params": {"from": ADA}}, 200),
 ]
 CREDENTIALS = {"none": 401, "bad": 401, "expired": 401, "guest": 403, "valid": None}
 
@@ -81,7 +82,10 @@ def test_flex_token_matrix(
     expected = CREDENTIALS[credential] or ok
     assert response.status_code == expected, response.text
     assert response.headers["Access-Control-Allow-Origin"] == FLEX  # errors included
-    if expected >= 400:
+    if expected >= 400 and path == "/cards/view":  # the CRM container's iframe gets a page
+        assert response.headers["Content-Type"].startswith("text/html")
+        assert ("Not allowed" if expected == 403 else "Sign in again") in response.text
+    elif expected >= 400:
         error = response.json()["error"]
         assert set(error) == {"code", "message"}
         assert error["code"] == ("forbidden" if expected == 403 else "authentication_error")
@@ -109,6 +113,8 @@ def test_the_flex_token_field_convention(
         # A token in the query string is only for the CRM container's page.
         query = client.get("/v1/cards", params={"from": ADA, "Token": tokens["valid"]})
         assert query.status_code == 401
+        page = client.get("/cards/view", params={"from": ADA, "Token": tokens["valid"]})
+        assert page.status_code == 200 and "Ada Lovelace" in page.text
 
 
 def test_roles_follow_the_connection_file(

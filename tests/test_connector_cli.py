@@ -131,6 +131,7 @@ def test_demo_runs_the_sandbox_and_the_connector(tmp_path: Path) -> None:
             agent = {"Authorization": f"Bearer {printed['token']}"}
             card = _first_card(url, process, agent)
             assert httpx.get(f"{url}/v1/cards", params={"from": "+14155550123"}).status_code == 401
+            page = httpx.get(printed["page"])
             studio = httpx.post(
                 f"{url}/v1/studio/lookup",
                 data={"From": "whatsapp:+5511912345678"},
@@ -155,6 +156,7 @@ def test_demo_runs_the_sandbox_and_the_connector(tmp_path: Path) -> None:
         output = out.read()
     assert card is not None, f"the demo did not answer; it printed:\n{output}"
     assert studio.status_code == 200 and studio.json()["status"] == "found", studio.text
+    assert page.status_code == 200 and "Ada Lovelace" in page.text
     assert shown, "the event written through the demo never showed on the card"
     assert card["profile"]["name"] == "Ada Lovelace"
     with pytest.raises(httpx.ConnectError):  # the demo's sandbox stopped with it
@@ -169,8 +171,9 @@ def _printed_examples(out: IO[str], process: subprocess.Popen[str]) -> dict[str,
         text = out.read()
         token = re.search(r"Authorization: Bearer (\S+)'", text)
         signature = re.search(r"X-Twilio-Signature: (\S+)'", text)
-        if token and signature:
-            return {"token": token[1], "signature": signature[1]}
+        page = re.search(r"(http://\S+/cards/view\?\S+)", text)
+        if token and signature and page:
+            return {"token": token[1], "signature": signature[1], "page": page[1]}
         time.sleep(0.1)
     out.seek(0)
     raise AssertionError(f"the demo printed no example calls:\n{out.read()}")

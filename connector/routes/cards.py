@@ -8,43 +8,42 @@ from connector.audit import note_outcome
 from connector.cards import studio_payload
 from connector.errors import ProfileApiError
 from connector.routes.inputs import lookup_address
-from connector.service import current_service
+from connector.service import CardAnswer, current_service
 
 blueprint = Blueprint("cards", __name__)
 
 
-@blueprint.route("/v1/cards", methods=["GET", "POST"])
-def card() -> Response:
-    """Not found is a successful lookup (`found: false`); Segment's failures are 503s."""
+def look_up() -> CardAnswer:
+    """The card for the address the request names, its outcome noted for the audit trail."""
     service = current_service()
-    country = service.holder.current().file.lookup.default_country
-    address, raw = lookup_address(country)
+    address, raw = lookup_address(service.holder.current().file.lookup.default_country)
     try:
         answer = service.card(address, raw)
     except ProfileApiError:
         note_outcome("unavailable")
         raise
     note_outcome(answer.status)
-    return jsonify(answer.card.model_dump(mode="json"))
+    return answer
+
+
+@blueprint.route("/v1/cards", methods=["GET", "POST"])
+def card() -> Response:
+    """Not found is a successful lookup (`found: false`); Segment's failures are 503s."""
+    return jsonify(look_up().card.model_dump(mode="json"))
 
 
 @blueprint.post("/v1/studio/lookup")
 def studio_lookup() -> Response:
     """Always 200 for a well-formed request: Studio's Split widget branches on `status`."""
-    service = current_service()
-    connection = service.holder.current()
-    address, raw = lookup_address(connection.file.lookup.default_country)
     try:
-        answer = service.card(address, raw)
+        answer = look_up()
     except ProfileApiError as error:
-        note_outcome("unavailable")
         return jsonify(
             {
                 "found": False,
                 "status": "unavailable",
-                "connection": connection.file.connection.friendly_name,
+                "connection": current_service().holder.current().file.connection.friendly_name,
                 "reason": error.public_message,
             }
         )
-    note_outcome(answer.status)
     return jsonify(studio_payload(answer.card, answer.status))
