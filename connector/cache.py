@@ -69,7 +69,14 @@ class CardCache(Generic[T]):
                 flight = self._flights[key] = Future()
                 self.misses += 1
         if not leader:
-            return flight.result(timeout=wait)
+            try:
+                return flight.result(timeout=wait)
+            except TimeoutError:  # the leader's fetch outlived this caller's deadline
+                return self._stale_or_raise(
+                    entry,
+                    stale_for,
+                    UpstreamUnavailable("a fetch in flight did not finish in time"),
+                )
         try:
             result = self._fetch(key, fetch, entry, stale_for)
         except BaseException as error:
@@ -91,14 +98,8 @@ class CardCache(Generic[T]):
     ) -> Cached[T]:
         try:
             value, ttl = fetch()
-        except STALE_ON:
-            if previous is None or self._clock() - previous.stored > stale_for:
-                raise
-            with self._lock:
-                self.stale_served += 1
-            return Cached(
-                previous.value, previous.fetched_at, previous.stored, previous.expires, stale=True
-            )
+        except STALE_ON as error:
+            return self._stale_or_raise(previous, stale_for, error)
         now = self._clock()
         entry = Cached(value, datetime.now(UTC), now, now + ttl)
         with self._lock:
@@ -107,6 +108,18 @@ class CardCache(Generic[T]):
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
         return entry
+
+    def _stale_or_raise(
+        self, previous: Cached[T] | None, stale_for: float, error: Exception
+    ) -> Cached[T]:
+        """The expired entry marked stale while it is within `stale_for`, else the error."""
+        if previous is None or self._clock() - previous.stored > stale_for:
+            raise error
+        with self._lock:
+            self.stale_served += 1
+        return Cached(
+            previous.value, previous.fetched_at, previous.stored, previous.expires, stale=True
+        )
 
     def forget(self, key: str) -> None:
         with self._lock:

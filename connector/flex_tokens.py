@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 import httpx
 
 from connector.cache import CardCache
-from connector.errors import TwilioRefusedCredentials, TwilioUnavailable
+from connector.errors import TwilioRefusedCredentials, TwilioUnavailable, UpstreamUnavailable
 from connector.settings import TwilioAccount
 from connector.timestamps import parse_timestamp
 
 log = logging.getLogger(__name__)
-CHECK_TIMEOUT = 3.0  # Studio gives a whole request 10 s; a card lookup needs the rest
+CHECK_TIMEOUT = httpx.Timeout(3.0, connect=2.0)  # a card lookup needs the rest of 10 s
+WAIT = 5.0  # for another request's check of the same token
 RECHECK_VALID_AFTER = 3600.0
 REMEMBER_REFUSED_FOR = 60.0
 MAX_TOKENS = 10_000
@@ -50,7 +51,11 @@ class FlexTokens:
         # Keyed by a digest: the cache never holds a usable token. The account is part of the
         # key, so a changed TWILIO_ACCOUNT_SID never reuses another account's verdicts.
         key = hashlib.sha256(f"{account.account_sid}:{token}".encode()).hexdigest()
-        return self._cache.get(key, lambda: self._check(token, account), 0.0, CHECK_TIMEOUT).value
+        try:
+            # A concurrent request with the same token waits for the first one's check.
+            return self._cache.get(key, lambda: self._check(token, account), 0.0, WAIT).value
+        except UpstreamUnavailable:
+            raise TwilioUnavailable("Twilio could not check the Flex token; try again.") from None
 
     def _check(self, token: str, account: TwilioAccount) -> tuple[FlexVerdict, float]:
         self.checks += 1
