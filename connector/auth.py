@@ -77,16 +77,18 @@ class Gate:
             self._limit(principal, connection)
 
     def identify(self, connection: Connection) -> Principal:
-        if SIGNATURE_HEADER in request.headers:
-            if not signature_valid(request, connection.twilio.auth_token):
-                raise Unauthenticated("The X-Twilio-Signature does not match this request.")
+        signed = SIGNATURE_HEADER in request.headers
+        if signed and signature_valid(request, connection.twilio.auth_token):
             return Principal("flow", _flow_sid() or "studio")
         credentials = request.authorization
+        # A widget with Basic credentials is signed too: valid credentials stand on their own.
         if credentials is not None and credentials.type == "basic":
             basic = connection.studio_basic_auth
             if basic is None or not basic_auth_valid(request, basic):
                 raise Unauthenticated("These Basic auth credentials are not accepted.")
             return Principal("basic", basic[0])
+        if signed:
+            raise Unauthenticated("The X-Twilio-Signature does not match this request.")
         token = _flex_token(credentials.token if credentials is not None else None)
         verdict = self.tokens.verdict(token, connection.twilio)
         if not verdict.valid:

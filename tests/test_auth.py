@@ -259,6 +259,24 @@ def test_studio_basic_auth(connector: RunningConnector, auth: tuple[str, str], s
     assert response.status_code == status
 
 
+def test_a_signed_widget_with_basic_credentials_is_let_in_by_either(
+    connector: RunningConnector,
+) -> None:
+    form = {"From": ADA}
+    stale_signature = {
+        "X-Twilio-Signature": sign("https://old-host.example/v1/studio/lookup", form)
+    }
+    with anonymous(connector) as client:
+        basic = client.post(
+            "/v1/studio/lookup", data=form, headers=stale_signature, auth=STUDIO_BASIC
+        )
+        assert basic.status_code == 200
+        wrong = client.post(
+            "/v1/studio/lookup", data=form, headers=stale_signature, auth=("studio", "nope")
+        )
+        assert wrong.status_code == 401
+
+
 def test_basic_auth_is_refused_when_not_configured(
     make_connector: ConnectorFactory, demo: RunningSandbox
 ) -> None:
