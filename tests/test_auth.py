@@ -130,6 +130,18 @@ def test_roles_follow_the_connection_file(
     assert allowed.status_code == 200
 
 
+def test_an_edit_of_the_auth_section_applies_without_a_restart(
+    make_connector: ConnectorFactory, demo: RunningSandbox
+) -> None:
+    connector = make_connector(demo)
+    assert connector.card(**{"from": ADA}).status_code == 200
+    text = connector.config.read_text()
+    connector.config.write_text(text + '\n[auth]\nallowed_roles = ["supervisor"]\n')
+    assert connector.card(**{"from": ADA}).status_code == 403  # the cached token, a new rule
+    connector.config.write_text(text + "\n[auth]\nagent_lookups_per_minute = 1\n")
+    assert [connector.card(**{"from": ADA}).status_code for _ in range(2)] == [200, 429]
+
+
 def test_a_token_is_checked_with_twilio_once_until_it_expires(
     connector: RunningConnector, demo: RunningSandbox
 ) -> None:
