@@ -45,7 +45,6 @@ class FlexTokens:
     def __init__(self, http: httpx.Client) -> None:
         self._http = http
         self._cache: CardCache[FlexVerdict] = CardCache(MAX_TOKENS)
-        self.checks = 0  # requests made to Twilio, for tests and benchmarks
 
     def verdict(self, token: str, account: TwilioAccount) -> FlexVerdict:
         # Keyed by a digest: the cache never holds a usable token. The account is part of the
@@ -58,7 +57,6 @@ class FlexTokens:
             raise TwilioUnavailable("Twilio could not check the Flex token; try again.") from None
 
     def _check(self, token: str, account: TwilioAccount) -> tuple[FlexVerdict, float]:
-        self.checks += 1
         url = f"{account.iam_url}/v1/Accounts/{account.account_sid}/Tokens/validate"
         try:
             response = self._http.post(
