@@ -63,7 +63,6 @@ def create_app(
     app.extensions["drainer"] = drainer
     drainer.start()
     gate = Gate(holder, FlexTokens(service.http), settings.processes)
-    app.extensions["gate"] = gate
     app.before_request(gate.admit)
     app.wsgi_app = TrustedProxies(app.wsgi_app, holder)  # type: ignore[method-assign]
     app.register_blueprint(cards.blueprint)

@@ -84,7 +84,7 @@ class Gate:
         # A widget with Basic credentials is signed too: valid credentials stand on their own.
         if credentials is not None and credentials.type == "basic":
             basic = connection.studio_basic_auth
-            if basic is None or not basic_auth_valid(request, basic):
+            if basic is None or not basic_auth_valid(credentials, basic):
                 raise Unauthenticated("These Basic auth credentials are not accepted.")
             return Principal("basic", basic[0])
         if signed:

@@ -295,20 +295,18 @@ def demo(port: int, config_file: Path) -> None:
         file = read_connection_file(config_file)
         # The demo uses the sandbox's own token, write key and Twilio account: the sandbox
         # also answers Twilio's token checks. Auth stays on, with an agent token issued for it.
-        sandbox_url = (file.connection.profile_api_url or "http://127.0.0.1:8087").rstrip("/")
-        os.environ.update(
-            {
-                file.connection.token_env: DEFAULTS.token,
-                file.writeback.write_key_env: DEFAULTS.write_key,
-                **DEFAULTS.twilio_environment(sandbox_url),
-            }
-        )
-        connection = load_connection(config_file)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
-    token = DEFAULTS.token
+    sandbox_url = (file.connection.profile_api_url or "http://127.0.0.1:8087").rstrip("/")
+    os.environ.update(
+        {
+            file.connection.token_env: DEFAULTS.token,
+            file.writeback.write_key_env: DEFAULTS.write_key,
+            **DEFAULTS.twilio_environment(sandbox_url),
+        }
+    )
     agent_token = "demo-agent-" + secrets.token_urlsafe(18)
-    sandbox_port = urlsplit(connection.profile_api_url).port or 8087
+    sandbox_port = urlsplit(sandbox_url).port or 8087
     stack = ExitStack()
     try:
         sandbox = stack.enter_context(
@@ -316,9 +314,9 @@ def demo(port: int, config_file: Path) -> None:
                 "--data",
                 "demo",
                 "--space-id",
-                connection.file.connection.space_id,
+                file.connection.space_id,
                 "--token",
-                token,
+                DEFAULTS.token,
                 "--agent-token",
                 agent_token,
                 port=sandbox_port,
@@ -331,7 +329,7 @@ def demo(port: int, config_file: Path) -> None:
         ) from None
     with stack:
         click.echo(sandbox.printed.rstrip())
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://{LOOPBACK}:{port}"
         # Printed before gunicorn starts, from this thread: a thread still running when gunicorn
         # forks its workers could hold a lock the workers then wait on forever.
         _print_examples(url, config_file, agent_token)

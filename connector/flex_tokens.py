@@ -25,6 +25,7 @@ WAIT = 5.0  # for another request's check of the same token
 RECHECK_VALID_AFTER = 3600.0
 REMEMBER_REFUSED_FOR = 60.0
 MAX_TOKENS = 10_000
+UNAVAILABLE = "Twilio could not check the Flex token; try again."
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,6 @@ class FlexVerdict:
     identity: str | None = None
     roles: tuple[str, ...] = ()
     worker_sid: str | None = None
-    expires_at: datetime | None = None
 
 
 class FlexTokens:
@@ -54,7 +54,7 @@ class FlexTokens:
             # A concurrent request with the same token waits for the first one's check.
             return self._cache.get(key, lambda: self._check(token, account), 0.0, WAIT).value
         except UpstreamUnavailable:
-            raise TwilioUnavailable("Twilio could not check the Flex token; try again.") from None
+            raise TwilioUnavailable(UNAVAILABLE) from None
 
     def _check(self, token: str, account: TwilioAccount) -> tuple[FlexVerdict, float]:
         url = f"{account.iam_url}/v1/Accounts/{account.account_sid}/Tokens/validate"
@@ -67,7 +67,7 @@ class FlexTokens:
             )
         except httpx.HTTPError as error:
             log.warning("Twilio token check failed: %s", type(error).__name__)
-            raise TwilioUnavailable("Twilio could not check the Flex token; try again.") from None
+            raise TwilioUnavailable(UNAVAILABLE) from None
         if response.status_code in (401, 403, 404):
             log.error(
                 "Twilio refused the connector's account credentials (HTTP %s); "
@@ -79,7 +79,7 @@ class FlexTokens:
             )
         if response.status_code != 200:
             log.warning("Twilio token check answered HTTP %s", response.status_code)
-            raise TwilioUnavailable("Twilio could not check the Flex token; try again.")
+            raise TwilioUnavailable(UNAVAILABLE)
         return _verdict(response)
 
 
@@ -89,7 +89,7 @@ def _verdict(response: httpx.Response) -> tuple[FlexVerdict, float]:
     except ValueError:
         body = None
     if not isinstance(body, dict):
-        raise TwilioUnavailable("Twilio could not check the Flex token; try again.")
+        raise TwilioUnavailable(UNAVAILABLE)
     if body.get("valid") is not True:
         message = body.get("message") if isinstance(body.get("message"), str) else None
         return FlexVerdict(False, message or "Invalid Flex token"), REMEMBER_REFUSED_FOR
@@ -105,6 +105,5 @@ def _verdict(response: httpx.Response) -> tuple[FlexVerdict, float]:
         identity=body.get("identity") if isinstance(body.get("identity"), str) else None,
         roles=tuple(r for r in roles if isinstance(r, str)),
         worker_sid=body.get("worker_sid") if isinstance(body.get("worker_sid"), str) else None,
-        expires_at=expires_at,
     )
     return verdict, max(0.0, ttl)

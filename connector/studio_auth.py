@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 from flask import Request
 from pydantic import SecretStr
 from twilio.request_validator import RequestValidator
+from werkzeug.datastructures import Authorization
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 if TYPE_CHECKING:
@@ -72,10 +73,8 @@ def signature_valid(request: Request, auth_token: SecretStr) -> bool:
     return bool(validator.validate(url, params, signature))
 
 
-def basic_auth_valid(request: Request, expected: tuple[str, SecretStr]) -> bool:
-    credentials = request.authorization
-    if credentials is None or credentials.type != "basic":
-        return False
+def basic_auth_valid(credentials: Authorization, expected: tuple[str, SecretStr]) -> bool:
+    """Whether Basic credentials are the expected user and password."""
     user, password = expected
     # Both compared, in constant time, whatever the first comparison says.
     checks = (

@@ -45,7 +45,7 @@ def api(
 
 
 def agent(api: RunningConnector) -> dict[str, str]:
-    return {"Authorization": str(api.http.headers["Authorization"])}
+    return {"Authorization": f"Bearer {api.agent_token}"}
 
 
 def content_type(response: httpx.Response | Any) -> str:

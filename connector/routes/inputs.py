@@ -28,7 +28,7 @@ FIELDS = {
 
 def lookup_address(default_country: str) -> tuple[Address, str]:
     """The one address a request names, with the text the caller gave for it."""
-    given = {name: value for name, value in _fields().items() if value is not None}
+    given = _fields()
     if len(given) != 1:
         raise BadRequest("Give exactly one of from, phone, email or identifier.")
     ((name, raw),) = given.items()
@@ -51,11 +51,11 @@ def parse_address(name: str, raw: str, default_country: str) -> Address:
     return address
 
 
-def _fields() -> dict[str, str | None]:
+def _fields() -> dict[str, str]:
     sources: list[Any] = [request.args]
     if request.method == "POST":
         sources.append(body_fields())
-    found: dict[str, str | None] = {}
+    found: dict[str, str] = {}
     for name, aliases in FIELDS.items():
         for source in sources:
             for alias in aliases:
