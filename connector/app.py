@@ -17,15 +17,17 @@ from connector.auth import Gate
 from connector.drainer import Drainer
 from connector.errors import ConnectorError, error_response
 from connector.flex_tokens import FlexTokens
+from connector.hot_reload import SETTLE_SECONDS, ConnectionHolder, LastGood
 from connector.logs import quiet_libraries
 from connector.outbox import Outbox
 from connector.profile_api import build_http_client
 from connector.routes import cards, events, health, pages
 from connector.service import CardService, current_service
-from connector.settings import ConnectionHolder, config_path
+from connector.settings import config_path
 from connector.studio_auth import TrustedProxies
 
 log = logging.getLogger(__name__)
+LAST_GOOD_ENV = "CONNECTOR_LAST_GOOD"
 MAX_BODY_BYTES = 64 * 1024
 CORS_HEADERS = "Authorization, Content-Type"
 CORS_METHODS = "GET, POST, OPTIONS"
@@ -38,7 +40,10 @@ class AppSettings:
     config_path: Path = field(default_factory=config_path)
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     processes: int = field(default_factory=lambda: int(os.environ.get("CONNECTOR_PROCESSES", "1")))
-    reload_every: float = 1.0
+    reload_every: float = 0.25  # 0: check the file on every request, no watcher thread (tests)
+    settle: float = SETTLE_SECONDS
+    # The last-good copy the workers of one `connector serve` share (it sets the variable).
+    last_good: Path | None = field(default_factory=lambda: _path_from_env(LAST_GOOD_ENV))
 
 
 def create_app(
@@ -47,8 +52,16 @@ def create_app(
     """Build the WSGI app. Refuses to start on an invalid connection file (ConfigError)."""
     settings = settings or AppSettings()
     quiet_libraries()  # httpx logs request URLs, and ours carry phone numbers and emails
-    holder = ConnectionHolder(settings.config_path, settings.environ, settings.reload_every)
+    holder = ConnectionHolder(
+        settings.config_path,
+        settings.environ,
+        settings.reload_every,
+        settle=settings.settle,
+        last_good=LastGood(settings.last_good) if settings.last_good else None,
+    )
+    holder.watch()
     app = Flask(__name__)
+    app.extensions["connection"] = holder
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     # The outbox is shared by every worker through its file; each worker drains it (rows are
@@ -77,9 +90,15 @@ def create_app(
     return app
 
 
+def _path_from_env(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
 def close_app(app: Flask) -> None:
     """Stop the drainer and release the pooled client (tests and embedders)."""
     app.extensions["drainer"].stop()
+    app.extensions["connection"].close()
     app.extensions["cards"].close()
 
 

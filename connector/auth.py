@@ -24,8 +24,9 @@ from flask import g, request
 from connector.budget import LocalRateBudget
 from connector.errors import Forbidden, TooManyLookups, Unauthenticated
 from connector.flex_tokens import FlexTokens
+from connector.hot_reload import ConnectionHolder
 from connector.logs import caller_hash
-from connector.settings import Connection, ConnectionHolder
+from connector.settings import Connection
 from connector.studio_auth import SIGNATURE_HEADER, basic_auth_valid, signature_valid
 
 PUBLIC_ENDPOINTS = frozenset({"health.healthz"})

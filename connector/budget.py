@@ -11,9 +11,15 @@ from typing import Protocol
 class Deadline:
     """A point in time a whole lookup must finish by, retries included."""
 
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+        started: float | None = None,
+    ) -> None:
+        """`started` (on `clock`'s scale) is when the request arrived, if it waited for a thread."""
         self._clock = clock
-        self.expires_at = clock() + seconds
+        self.expires_at = (clock() if started is None else started) + seconds
 
     def remaining(self) -> float:
         return max(0.0, self.expires_at - self._clock())
@@ -51,6 +57,12 @@ class LocalRateBudget:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._buckets: dict[str, tuple[float, float]] = {}
+
+    def set_rate(self, rate: float, burst: float | None = None) -> None:
+        """A new rate for every bucket, keeping what they hold (an edit is not a fresh burst)."""
+        with self._lock:
+            self.rate = rate
+            self.burst = max(1.0, burst if burst is not None else rate)
 
     def acquire(self, space_id: str, deadline: Deadline) -> bool:
         while True:

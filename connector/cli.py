@@ -17,6 +17,7 @@ from twilio.request_validator import RequestValidator
 
 from connector.errors import TwilioRefusedCredentials, TwilioUnavailable
 from connector.flex_tokens import FlexTokens
+from connector.hot_reload import ConnectionHolder
 from connector.outbox import Outbox
 from connector.profile_api import build_http_client
 from connector.sandbox.core import DataFileError, Sandbox, SandboxConfig
@@ -30,10 +31,8 @@ from connector.serve import serve as run_server
 from connector.service import CardService
 from connector.settings import (
     ConfigError,
-    ConnectionHolder,
     TwilioAccount,
     config_path,
-    load_connection,
     outbox_file,
     read_connection_file,
 )
@@ -214,14 +213,9 @@ def serve(config_file: Path | None, host: str, port: int, workers: int, threads:
     Flex tokens travel in its requests."""
     path = config_path(config_file)
     try:
-        load_connection(path)
+        run_server(path, host, port, workers, threads)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(
-        f"connector on http://{host}:{port} ({workers} workers x {threads} threads), "
-        f"connection file {path}"
-    )
-    run_server(path, host, port, workers, threads)
 
 
 @main.command()

@@ -70,6 +70,23 @@ def configure_logging(level: int = logging.INFO) -> None:
     quiet_libraries()
 
 
+def server_log_config() -> dict[str, Any]:
+    """gunicorn's `logconfig_dict`: its own lines (boot, worker exits, errors) and anything a
+    library logs are JSON lines on stderr too, so a platform's log pipeline parses every line."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"json": handler},
+        "root": {"level": "WARNING", "handlers": ["json"]},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["json"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False},
+        },
+    }
+
+
 def quiet_libraries() -> None:
     for name in CHATTY:
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -7,6 +7,8 @@ more for linked accounts' traits, started as soon as the links arrive).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -44,6 +46,25 @@ class ProfileLookup:
                 continue
             return self._complete(candidate, identifier, traits, deadline)
         return None
+
+    def fingerprint(self, base_url: str, space_id: str) -> str:
+        """What the fetched data depends on: where it comes from, the identifiers tried and the
+        parameters of every section. Cards are cached under it, so an edit of labels, formats or
+        order (rendered on the way out) keeps every cached card, and an edit of what is fetched
+        leaves the old entries unused."""
+        lookup = self._config.lookup
+        depends_on = {
+            "source": [base_url, space_id],
+            "candidates": [
+                lookup.phone_identifiers,
+                lookup.phone_formats,
+                lookup.email_identifiers,
+            ],
+            "traits": self._trait_params(),
+            "sections": self._sections(),
+        }
+        text = json.dumps(depends_on, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def _trait_params(self) -> dict[str, str]:
         keys = [t.key for t in self._config.traits]

@@ -10,15 +10,17 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import httpx
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from connector.app import AppSettings, create_app
-from connector.logs import configure_logging
+from connector.app import LAST_GOOD_ENV, MAX_BODY_BYTES, AppSettings, create_app
+from connector.bridge import BridgeLimits, WsgiBridge
+from connector.hot_reload import ConnectionHolder, LastGood
+from connector.logs import configure_logging, server_log_config
 from connector.loopback import free_port
 
 HOST = "127.0.0.1"  # the demo, tests and benchmarks
@@ -33,14 +35,17 @@ class ConnectorServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships 
         self.options = {
             "bind": f"{host}:{port}",
             "workers": workers,
-            "worker_class": "gthread",
-            "threads": threads,
+            # The asyncio worker reads requests whole before they take a thread (see
+            # connector.bridge): slow clients cannot hold the threads that answer lookups.
+            "worker_class": "asgi",
+            "worker_connections": 4096,
             "timeout": 30,
             "graceful_timeout": 10,
             "keepalive": 75,
             "preload_app": False,
             "accesslog": None,  # access lines would carry phone numbers and emails
             "errorlog": "-",
+            "logconfig_dict": server_log_config(),
             "proc_name": "unified-profiles-connector",
             # gunicorn 25+ opens a control socket in $HOME: two instances would share it.
             "control_socket_disable": True,
@@ -49,6 +54,7 @@ class ConnectorServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships 
         os.environ["CONNECTOR_PROCESSES"] = str(workers)
         os.environ["CONNECTOR_CONFIG"] = str(config)
         self.config_path = config
+        self.threads = threads
         super().__init__()
 
     def load_config(self) -> None:
@@ -56,26 +62,71 @@ class ConnectorServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships 
             if key in self.cfg.settings:  # settings newer than the installed gunicorn are skipped
                 self.cfg.set(key, value)
 
-    def load(self) -> Flask:
+    def load(self) -> WsgiBridge:
         configure_logging()
-        return create_app(AppSettings(config_path=self.config_path))
+        app = create_app(AppSettings(config_path=self.config_path))
+        return serve_behind_bridge(app, self.threads)
+
+
+def serve_behind_bridge(app: Flask, threads: int) -> WsgiBridge:
+    """The app behind the asyncio front, its deadline following the connection file."""
+    holder = app.extensions["cards"].holder
+    limits = BridgeLimits(
+        threads=threads,
+        max_body=MAX_BODY_BYTES,
+        deadline=lambda: holder.current().file.lookup.timeout_seconds,
+    )
+    return WsgiBridge(app, limits)
 
 
 def serve(config: Path, host: str, port: int, workers: int, threads: int) -> None:
-    """Run until SIGINT/SIGTERM (gunicorn's own handlers stop the workers gracefully)."""
-    ConnectorServer(config, host, port, workers, threads).run()
+    """Run until SIGINT/SIGTERM (gunicorn's own handlers stop the workers gracefully).
+
+    The connection file is validated here, once, before any worker starts (ConfigError for a bad
+    one) and kept as the workers' last-good copy: from then on, a worker that boots while the
+    admin's file is bad serves that copy instead of failing to boot and taking gunicorn down.
+    """
+    with tempfile.TemporaryDirectory(prefix="connector-") as state:
+        last_good = Path(state) / "connection.last-good.toml"
+        ConnectionHolder(config, last_good=LastGood(last_good))  # validates, then publishes
+        os.environ[LAST_GOOD_ENV] = str(last_good)
+        ConnectorServer(config, host, port, workers, threads).run()
+
+
+@dataclass(frozen=True)
+class ServedProcess:
+    """A `connector serve` started by :func:`served_process`: its URL, master and log file."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def logs(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def worker_pids(self) -> list[int]:
+        """gunicorn's workers: the master's children, read from /proc."""
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:  # the process ended while we looked
+                continue
+            if int(fields[1]) == self.process.pid:
+                children.append(int(stat.parent.name))
+        return children
 
 
 @contextmanager
-def serve_process(
+def served_process(
     config: Path,
     env: Mapping[str, str],
     port: int = 0,
     workers: int = 1,
     threads: int = 64,
     ready_within: float = 20.0,
-) -> Iterator[str]:
-    """Run `connector serve` in a subprocess until the block ends; yield its base URL."""
+) -> Iterator[ServedProcess]:
+    """Run `connector serve` in a subprocess until the block ends (tests, benchmarks, drills)."""
     port = port or free_port()
     command = [
         sys.executable,
@@ -93,36 +144,49 @@ def serve_process(
         "--threads",
         str(threads),
     ]
-    url = f"http://{HOST}:{port}"
-    # Its logs go to a file: a pipe nobody reads fills up, and then every request blocks on
-    # writing its log line.
-    with (
-        tempfile.TemporaryFile("w+", encoding="utf-8") as logs,
-        subprocess.Popen(  # noqa: S603 - our own interpreter and command, no shell
-            command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=logs, text=True
-        ) as process,
-    ):
-        try:
-            _wait_until_healthy(url, process, logs, ready_within)
-            yield url
-        finally:
-            process.send_signal(signal.SIGTERM)
+    # Its logs go to a file opened for appending: a pipe nobody reads fills up, and then every
+    # request blocks on writing its log line.
+    with tempfile.TemporaryDirectory(prefix="connector-serve-") as folder:
+        log_path = Path(folder) / "stderr.log"
+        with (
+            log_path.open("ab") as logs,
+            subprocess.Popen(  # noqa: S603 - our own interpreter and command, no shell
+                command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=logs
+            ) as process,
+        ):
+            served = ServedProcess(f"http://{HOST}:{port}", process, log_path)
             try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+                _wait_until_healthy(served, ready_within)
+                yield served
+            finally:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
 
 
-def _wait_until_healthy(
-    url: str, process: subprocess.Popen[str], logs: IO[str], within: float
-) -> None:
+@contextmanager
+def serve_process(
+    config: Path,
+    env: Mapping[str, str],
+    port: int = 0,
+    workers: int = 1,
+    threads: int = 64,
+    ready_within: float = 20.0,
+) -> Iterator[str]:
+    """Run `connector serve` in a subprocess until the block ends; yield its base URL."""
+    with served_process(config, env, port, workers, threads, ready_within) as served:
+        yield served.url
+
+
+def _wait_until_healthy(served: ServedProcess, within: float) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            logs.seek(0)
-            raise RuntimeError(f"connector serve exited: {logs.read()}")
+        if served.process.poll() is not None:
+            raise RuntimeError(f"connector serve exited: {served.logs()}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{served.url}/healthz", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass

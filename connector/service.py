@@ -17,12 +17,13 @@ from connector.budget import Deadline, LocalRateBudget
 from connector.cache import Cached, CardCache
 from connector.cards import ProfileData, build_card
 from connector.errors import AuthenticationFailed, ProfileApiError, ProfileNotFound
+from connector.hot_reload import ConnectionHolder
 from connector.logs import caller_hash
 from connector.lookup import ProfileLookup
 from connector.models import ProfileCard
 from connector.profile_api import ProfileClient, encode_identifier
 from connector.resolve import Address, candidates
-from connector.settings import Connection, ConnectionHolder
+from connector.settings import Connection
 from connector.writeback import Identity
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,10 @@ class CardService:
         self._lock = threading.Lock()
         self._version = ""
         self._client: ProfileClient | None = None
+        self._fingerprint = ""
+        # One budget, cache and identity cache for the life of the process: an edit of the
+        # connection file updates them (rate, size), never empties them (see _refresh).
+        self._budget = LocalRateBudget(1.0)
         self._cache: CardCache[ProfileData | None] = CardCache(1)
         self._identities: CardCache[Identity | None] = CardCache(1)
         self._probe: tuple[float, Upstream] | None = None
@@ -78,34 +83,44 @@ class CardService:
         self.http.close()
 
     def connection(self) -> tuple[Connection, ProfileClient, CardCache[ProfileData | None]]:
-        """The current connection with its client and cache, rebuilt when the file changes."""
+        """The current connection with its client and cache, refreshed when the file changes."""
         connection = self.holder.current()
         with self._lock:
             if connection.version != self._version or self._client is None:
-                self._version = connection.version
-                self._client = self._new_client(connection)
-                self._cache = CardCache(connection.file.lookup.cache_size)
-                self._identities = CardCache(connection.file.lookup.cache_size)
-                self._probe = None
+                self._refresh(connection)
+            assert self._client is not None  # noqa: S101 - set by _refresh
             return connection, self._client, self._cache
 
-    def _new_client(self, connection: Connection) -> ProfileClient:
+    def _refresh(self, connection: Connection) -> None:
+        """Adopt a new version of the connection: a label edit must cost Segment nothing."""
+        settings = connection.file.lookup
+        self._version = connection.version
         # Each worker process takes its share of the space's rate.
-        rate = connection.file.lookup.rate_limit / self.processes
-        return ProfileClient(
+        self._budget.set_rate(settings.rate_limit / self.processes)
+        self._client = ProfileClient(
             self.http,
             connection.profile_api_url,
             connection.file.connection.space_id,
             connection.token,
-            LocalRateBudget(rate),
+            self._budget,
         )
+        lookup = ProfileLookup(self._client, connection.file, self.executor)
+        self._fingerprint = lookup.fingerprint(
+            connection.profile_api_url, connection.file.connection.space_id
+        )
+        self._cache.max_entries = self._identities.max_entries = settings.cache_size
+        self._probe = None
 
-    def card(self, address: Address, lookup_input: str) -> CardAnswer:
+    def _cache_key(self, address: Address) -> str:
+        return f"{self._fingerprint}|{address.cache_key}"
+
+    def card(self, address: Address, lookup_input: str, arrived: float | None = None) -> CardAnswer:
         """The card for an address; raises ProfileApiError when Segment fails and nothing is
-        cached recently enough to stand in."""
+        cached recently enough to stand in. `arrived` (monotonic) starts the lookup's deadline
+        when the request arrived rather than when a thread took it."""
         connection, client, cache = self.connection()
         settings = connection.file.lookup
-        deadline = Deadline(settings.timeout_seconds)
+        deadline = Deadline(settings.timeout_seconds, started=arrived)
         lookup = ProfileLookup(client, connection.file, self.executor)
 
         def fetch() -> tuple[ProfileData | None, float]:
@@ -122,7 +137,11 @@ class CardService:
         started = time.monotonic()
         try:
             cached: Cached[ProfileData | None] = cache.get(
-                address.cache_key, fetch, settings.stale_for_seconds, deadline.remaining(), outdated
+                self._cache_key(address),
+                fetch,
+                settings.stale_for_seconds,
+                deadline.remaining(),
+                outdated,
             )
         except ProfileApiError as error:
             self._log_lookup(connection, address, "unavailable", started, error_code=error.code)
@@ -165,7 +184,7 @@ class CardService:
             },
         )
 
-    def identity(self, address: Address) -> Identity | None:
+    def identity(self, address: Address, arrived: float | None = None) -> Identity | None:
         """Who an event is about: the first candidate Segment knows, with its user_id if any.
 
         Cached like cards (a caller's events come in bursts: one conversation, many events), so
@@ -175,14 +194,14 @@ class CardService:
         with self._lock:
             identities = self._identities
         settings = connection.file.lookup
-        deadline = Deadline(settings.timeout_seconds)
+        deadline = Deadline(settings.timeout_seconds, started=arrived)
 
         def fetch() -> tuple[Identity | None, float]:
             found = self._find_identity(client, connection, address, deadline)
             return found, settings.card_ttl_seconds if found else settings.not_found_ttl_seconds
 
         return identities.get(
-            address.cache_key, fetch, settings.stale_for_seconds, deadline.remaining()
+            self._cache_key(address), fetch, settings.stale_for_seconds, deadline.remaining()
         ).value
 
     @staticmethod

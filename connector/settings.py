@@ -12,8 +12,6 @@ import hashlib
 import logging
 import os
 import re
-import threading
-import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -227,9 +225,12 @@ def read_connection_file(path: Path) -> ConnectionFile:
     return _validate(path, _read(path))
 
 
-def load_connection(path: Path, environ: Mapping[str, str] = os.environ) -> Connection:
-    """Read, validate and resolve secrets; raise ConfigError naming what is wrong."""
-    raw = _read(path)
+def load_connection(
+    path: Path, environ: Mapping[str, str] = os.environ, raw: bytes | None = None
+) -> Connection:
+    """Read (or take `raw`, the file's bytes), validate and resolve secrets; raise ConfigError
+    naming what is wrong."""
+    raw = _read(path) if raw is None else raw
     file = _validate(path, raw)
     token = _secret(path, environ, "connection.token_env", file.connection.token_env)
     write_key = None
@@ -326,56 +327,6 @@ def _did_you_mean(loc: tuple[int | str, ...]) -> str:
         model = inner
     close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
     return f" (did you mean {close[0]}?)" if close else " (see config/connection.example.toml)"
-
-
-class ConnectionHolder:
-    """The current connection, re-read when its file changes; a bad edit keeps the last good one.
-
-    Checking is a `stat` at most once per `check_every` seconds, done by whichever request
-    comes along: no watcher thread, so it behaves the same in every gunicorn worker.
-    """
-
-    def __init__(
-        self, path: Path, environ: Mapping[str, str] = os.environ, check_every: float = 1.0
-    ) -> None:
-        self.path = path
-        self._environ = environ
-        self._check_every = check_every
-        self._lock = threading.Lock()
-        self._connection = load_connection(path, environ)
-        self._stamp = _file_stamp(path)
-        self._checked = time.monotonic()
-        self.error: ConfigError | None = None
-
-    def current(self) -> Connection:
-        if time.monotonic() - self._checked >= self._check_every:
-            self.reload_if_changed()
-        return self._connection
-
-    def reload_if_changed(self) -> None:
-        with self._lock:
-            self._checked = time.monotonic()
-            stamp = _file_stamp(self.path)
-            if stamp == self._stamp:
-                return
-            self._stamp = stamp
-            try:
-                connection = load_connection(self.path, self._environ)
-            except ConfigError as error:
-                self.error = error
-                log.error("connection file refused, still serving the last good one: %s", error)
-                return
-            if connection.version != self._connection.version:
-                log.info("connection file reloaded (version %s)", connection.version)
-            self._connection, self.error = connection, None
-
-
-def _file_stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_mtime_ns, stat.st_size
 
 
 def config_path(explicit: str | Path | None = None) -> Path:

@@ -24,7 +24,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from connector.settings import ConnectionHolder
+    from connector.hot_reload import ConnectionHolder
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 FORM = "application/x-www-form-urlencoded"

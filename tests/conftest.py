@@ -180,7 +180,7 @@ def start_connector(
     """A connector in front of `sandbox`, its connection file written at `config`."""
     config.write_text(connection_toml(sandbox.url, extra, **lookup), encoding="utf-8")
     environ = {**connector_env(sandbox.url, token), **(env or {})}
-    app = create_app(AppSettings(config_path=config, environ=environ, reload_every=0.0))
+    app = create_app(AppSettings(config_path=config, environ=environ, reload_every=0.0, settle=0.0))
     agent = sandbox.control.issue_agent_token()["token"]
     return RunningConnector(LoopbackServer(app).start(), app, config, agent)
 

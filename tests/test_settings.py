@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.settings import ConfigError, ConnectionHolder, load_connection
+from connector.settings import ConfigError, load_connection
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {
@@ -156,46 +156,6 @@ def bump(path: Path, text: str) -> None:
     before = path.stat().st_mtime_ns
     path.write_text(text, encoding="utf-8")
     os.utime(path, ns=(before + 10**9, before + 10**9))
-
-
-def test_reload_applies_a_good_edit_and_keeps_the_last_good_on_a_bad_one(tmp_path: Path) -> None:
-    path = write(tmp_path, GOOD)
-    holder = ConnectionHolder(path, ENV, check_every=0)
-    first = holder.current()
-    bump(path, GOOD.replace("Owl Goods", "Owl Goods (renamed)"))
-    renamed = holder.current()
-    assert renamed.file.connection.friendly_name == "Owl Goods (renamed)"
-    assert renamed.version != first.version and error_of(holder) is None
-
-    bump(path, GOOD.replace("friendly_name", "frendly_name"))
-    assert holder.current() is renamed
-    error = error_of(holder)
-    assert error is not None and error.key == "connection.frendly_name"
-
-    path.unlink()
-    assert holder.current() is renamed and "cannot read" in str(error_of(holder))
-
-    write(tmp_path, GOOD)
-    assert holder.current().file.connection.friendly_name == "Owl Goods"
-    assert error_of(holder) is None
-
-
-def error_of(holder: ConnectionHolder) -> ConfigError | None:
-    return holder.error
-
-
-def test_reload_checks_at_most_once_per_interval(tmp_path: Path) -> None:
-    path = write(tmp_path, GOOD)
-    holder = ConnectionHolder(path, ENV, check_every=3600)
-    bump(path, GOOD.replace("Owl Goods", "Later"))
-    assert holder.current().file.connection.friendly_name == "Owl Goods"
-    holder.reload_if_changed()
-    assert holder.current().file.connection.friendly_name == "Later"
-
-
-def test_an_invalid_file_at_start_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError):
-        ConnectionHolder(write(tmp_path, "[connection]\n"), ENV)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from flask import Blueprint, Response, jsonify
 from connector.audit import note_outcome
 from connector.cards import studio_payload
 from connector.errors import ProfileApiError
-from connector.routes.inputs import lookup_address
+from connector.routes.inputs import arrival, lookup_address
 from connector.service import CardAnswer, current_service
 
 blueprint = Blueprint("cards", __name__)
@@ -18,7 +18,7 @@ def look_up() -> CardAnswer:
     service = current_service()
     address, raw = lookup_address(service.holder.current().file.lookup.default_country)
     try:
-        answer = service.card(address, raw)
+        answer = service.card(address, raw, arrival())
     except ProfileApiError:
         note_outcome("unavailable")
         raise

@@ -14,7 +14,7 @@ from connector.logs import caller_hash
 from connector.models import EventAccepted
 from connector.outbox import Outbox
 from connector.resolve import candidates
-from connector.routes.inputs import body_fields, parse_address
+from connector.routes.inputs import arrival, body_fields, parse_address
 from connector.service import current_service
 from connector.writeback import (
     CALLER_FIELDS,
@@ -42,7 +42,7 @@ def record_event() -> Response:
     name, raw = next((n, v) for n in CALLER_FIELDS if (v := event.caller(n)))
     address = parse_address(name, raw, connection.file.lookup.default_country)
     try:
-        identity = service.identity(address)
+        identity = service.identity(address, arrival())
     except (UpstreamUnavailable, RateLimited):
         # Segment cannot say who this is right now: rather than lose the event, key it by the
         # caller's first identifier; Segment's identity resolution attaches it to the profile.

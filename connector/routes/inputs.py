@@ -8,6 +8,7 @@ from typing import Any
 from flask import request
 
 from connector.audit import note_caller
+from connector.bridge import ARRIVED
 from connector.errors import BadRequest, UnsupportedMediaType
 from connector.logs import caller_hash
 from connector.resolve import Address, InvalidAddress, parse_email, parse_from, parse_identifier
@@ -24,6 +25,13 @@ FIELDS = {
     "email": ("email",),
     "identifier": ("identifier",),
 }
+
+
+def arrival() -> float | None:
+    """When the request arrived (monotonic), if the server in front recorded it
+    (connector.bridge): a request that waited for a thread has that much less time."""
+    arrived = request.environ.get(ARRIVED)
+    return arrived if isinstance(arrived, float) else None
 
 
 def lookup_address(default_country: str) -> tuple[Address, str]:

@@ -1,0 +1,264 @@
+"""The connector's WSGI app behind an asyncio front (gunicorn's `asgi` worker).
+
+gthread workers hand a connection to a thread as soon as its first bytes arrive; a client that
+then trickles its headers (one line every few seconds) holds that thread, and 64 of them stop all
+service. Here the event loop reads every request whole (headers and body, the body bounded
+whatever its framing) at no cost per slow client; only a complete request takes a thread.
+
+The loop also keeps the promises a contact centre relies on:
+- `/healthz` is answered on the loop, so a liveness probe never waits behind busy threads;
+- a request's deadline starts when it arrives (`connector.arrived` in the environ), not when a
+  thread picks it up, and a request still queued when that deadline passes is answered on the
+  loop with a typed "unavailable" instead of waiting its turn;
+- past capacity (`max_queued` waiting for a thread), requests are shed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+WSGIApp = Callable[..., Iterable[bytes]]
+Headers = list[tuple[bytes, bytes]]
+
+STUDIO_PATH = "/v1/studio/lookup"
+ARRIVED = "connector.arrived"  # environ key: time.monotonic() when its headers were in
+JSON = (b"content-type", b"application/json")
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: Headers
+    body: bytes
+
+
+class BridgeLimits:
+    """How much the front lets through; `deadline` is read per request (it follows the
+    connection file's `lookup.timeout_seconds`)."""
+
+    def __init__(
+        self,
+        *,
+        threads: int,
+        max_body: int,
+        deadline: Callable[[], float],
+        max_queued: int | None = None,
+        body_timeout: float = 10.0,
+        grace: float = 0.3,
+    ) -> None:
+        self.threads = threads
+        self.max_body = max_body
+        self.deadline = deadline
+        self.max_queued = max_queued if max_queued is not None else threads * 8
+        self.body_timeout = body_timeout
+        self.grace = grace  # beyond the deadline, for a thread already answering
+
+
+class WsgiBridge:
+    """An ASGI application that runs a WSGI app in a bounded thread pool."""
+
+    def __init__(self, app: WSGIApp, limits: BridgeLimits) -> None:
+        self.app = app
+        self.limits = limits
+        self.executor = ThreadPoolExecutor(limits.threads, thread_name_prefix="wsgi")
+        self.queued = 0  # touched only on the event loop
+        self.shed = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        arrived = time.monotonic()
+        if scope["path"] == "/healthz" and scope["method"] in ("GET", "HEAD"):
+            await _send(send, Reply(200, [JSON], b'{"status":"ok"}'))
+            return
+        body = await self._read_body(scope, receive)
+        if isinstance(body, Reply):
+            await _send(send, body)
+            return
+        await _send(send, await self._dispatch(scope, body, arrived))
+
+    async def _dispatch(self, scope: Scope, body: bytes, arrived: float) -> Reply:
+        if self.queued >= self.limits.max_queued:
+            self.shed += 1
+            return overloaded(scope["path"], "The connector is at capacity")
+        loop = asyncio.get_running_loop()
+        environ = wsgi_environ(scope, body, arrived)
+        started = loop.create_future()
+
+        def run() -> Reply:
+            loop.call_soon_threadsafe(_settle, started)
+            return call_wsgi(self.app, environ)
+
+        self.queued += 1
+        job = asyncio.wrap_future(self.executor.submit(run))
+        try:
+            budget = max(0.0, arrived + self.limits.deadline() - time.monotonic())
+            await asyncio.wait({started, job}, timeout=budget, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.queued -= 1
+        if not started.done() and job.cancel():
+            # Its deadline passed while it waited for a thread: answering now beats answering late.
+            self.shed += 1
+            return overloaded(scope["path"], "The connector could not take this request in time")
+        return await job
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | Reply:
+        """The whole body, read on the loop; a 413 past the limit whatever the framing."""
+        declared = _content_length(scope)
+        if declared is not None and declared > self.limits.max_body:
+            return too_large(self.limits.max_body)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.limits.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        break
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.limits.max_body:
+                        return too_large(self.limits.max_body)
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            return error_reply(408, "invalid_request_error", "The request body came too slowly.")
+        return b"".join(chunks)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.executor.shutdown(wait=False, cancel_futures=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def call_wsgi(app: WSGIApp, environ: dict[str, Any]) -> Reply:
+    """Run the WSGI app to completion in this thread (our answers are small and whole)."""
+    started: list[Any] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        if exc_info and started:
+            raise exc_info[1].with_traceback(exc_info[2])
+        started[:] = [status, headers]
+        return lambda data: None  # the legacy write() callable; Flask never uses it
+
+    result = app(environ, start_response)
+    try:
+        body = b"".join(result)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    status, headers = started
+    encoded = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    return Reply(int(status.split(" ", 1)[0]), encoded, body)
+
+
+def wsgi_environ(scope: Scope, body: bytes, arrived: float) -> dict[str, Any]:
+    """PEP 3333's environ for an ASGI HTTP scope whose body has been read whole."""
+    server = scope.get("server") or ("localhost", 80)
+    client = scope.get("client")
+    path = scope.get("root_path", "") + scope["path"]
+    query = scope.get("query_string", b"")
+    raw_path = scope.get("raw_path")
+    target = (raw_path.decode("latin-1") if raw_path else path) + (
+        f"?{query.decode('latin-1')}" if query else ""
+    )
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": scope["method"],
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path.encode("utf-8").decode("latin-1"),
+        "QUERY_STRING": query.decode("latin-1"),
+        "RAW_URI": target,
+        "SERVER_NAME": str(server[0]),
+        "SERVER_PORT": str(server[1]),
+        "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
+        "REMOTE_ADDR": client[0] if client else "",
+        "REMOTE_PORT": str(client[1]) if client else "",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.input": BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        ARRIVED: arrived,
+    }
+    for raw_name, raw_value in scope.get("headers", []):
+        name = raw_name.decode("latin-1").upper().replace("-", "_")
+        value = raw_value.decode("latin-1")
+        if name == "CONTENT_TYPE":
+            environ["CONTENT_TYPE"] = value
+            continue
+        if name in ("CONTENT_LENGTH", "TRANSFER_ENCODING"):
+            continue  # the body is whole now: CONTENT_LENGTH above tells its size
+        key = f"HTTP_{name}"
+        environ[key] = f"{environ[key]},{value}" if key in environ else value
+    return environ
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _send(send: Send, reply: Reply) -> None:
+    headers = [h for h in reply.headers if h[0] != b"content-length"]
+    headers.append((b"content-length", str(len(reply.body)).encode()))
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
+
+
+def error_reply(status: int, code: str, message: str, headers: Headers | None = None) -> Reply:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    return Reply(status, [JSON, *(headers or [])], body)
+
+
+def too_large(limit: int) -> Reply:
+    return error_reply(
+        413, "invalid_request_error", f"The request body is larger than {limit // 1024} KB."
+    )
+
+
+def overloaded(path: str, why: str) -> Reply:
+    """Studio branches on `status` and takes its Fail path on any non-2xx: it gets a 200
+    `unavailable` like any other degraded lookup; everyone else a 503 with Retry-After."""
+    message = f"{why}; try again shortly."
+    if path == STUDIO_PATH:
+        body = {"found": False, "status": "unavailable", "reason": "overloaded", "message": message}
+        return Reply(200, [JSON], json.dumps(body).encode())
+    return error_reply(503, "overloaded", message, [(b"retry-after", b"1")])
