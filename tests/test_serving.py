@@ -20,7 +20,9 @@ from typing import Any
 import httpx
 
 from connector.serve import ServedProcess, served_process
+from connector.studio_auth import SIGNATURE_HEADER as SIGNATURE
 from tests.conftest import RunningSandbox, SandboxFactory, connection_toml, connector_env
+from tests.test_auth import sign, signed_json
 
 ADA = "+14155550123"
 UNLIMITED = "\n[auth]\nagent_lookups_per_minute = 1000000\n"
@@ -241,3 +243,23 @@ def test_a_chunked_body_over_the_limit_is_refused_like_any_other(
         )
         assert chunked.status_code == 413
         assert chunked.json()["error"]["code"] == "invalid_request_error"
+
+
+def test_studio_signatures_hold_through_the_front(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    """Twilio signs the URL it called byte for byte: the front must hand the app the raw
+    target (`%2B` kept) and the exact body, for forms and for JSON with bodySHA256."""
+    sandbox = make_sandbox(data="demo")
+    with serving(sandbox, tmp_path / "connection.toml") as (served, _), httpx.Client() as http:
+        form_url = f"{served.url}/v1/studio/lookup?channel=%2Bvoice"
+        form = {"From": ADA}
+        by_form = http.post(form_url, data=form, headers={SIGNATURE: sign(form_url, form)})
+        url, raw, signature = signed_json(f"{served.url}/v1/studio/lookup", {"From": ADA})
+        by_json = http.post(
+            url,
+            content=raw,
+            headers={SIGNATURE: signature, "content-type": "application/json"},
+        )
+    assert by_form.status_code == 200 and by_form.json()["status"] == "found"
+    assert by_json.status_code == 200 and by_json.json()["status"] == "found"
