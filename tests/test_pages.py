@@ -7,28 +7,22 @@ a request line.
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 import pytest
-from flask import Flask
 from playwright.sync_api import (
     Browser,
     BrowserContext,
-    Frame,
-    Page,
     Request,
     expect,
-    sync_playwright,
 )
 
-from connector.loopback import LoopbackServer
+from tests.browser import CSP_WATCH, frame_to, parent_page
 from tests.conftest import ConnectorFactory, RunningConnector, RunningSandbox, SandboxFactory
 
 ADA = "+14155550123"
@@ -155,62 +149,6 @@ def test_hostile_trait_values_are_escaped(
 
 
 # --- in a real browser ---------------------------------------------------------------------------
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# Every frame (the card page's included) reports Content-Security-Policy violations here.
-CSP_WATCH = """
-window.__csp = [];
-document.addEventListener("securitypolicyviolation", (event) => {
-  window.__csp.push(`${event.violatedDirective} ${event.blockedURI}`);
-});
-"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI installs Debian's chromium (.ci/run); it is missing")
-        pytest.skip("no chromium on this machine (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield launched
-        launched.close()
-
-
-def parent_page() -> LoopbackServer:
-    """An empty page with an iframe, on an origin of its own: Flex, or a site that is not Flex.
-
-    The test sets the iframe's `src` from script, as Flex's CRM container does, so the card's
-    URL (and its fragment) never rides this page's own URL.
-    """
-    app = Flask(__name__)
-
-    @app.get("/")
-    def index() -> str:
-        return '<!doctype html><title>Flex</title><iframe id="crm" height="600"></iframe>'
-
-    return LoopbackServer(app).start()
-
-
-def frame_to(page: Page, url: str) -> Frame:
-    """Point the parent page's iframe at `url` and return the document inside it."""
-    page.evaluate("(url) => { document.getElementById('crm').src = url; }", url)
-    iframe = page.wait_for_selector("#crm")
-    assert iframe is not None
-    frame = iframe.content_frame()
-    assert frame is not None
-    return frame
 
 
 def fragment_url(connector: RunningConnector, caller: str) -> str:
