@@ -58,6 +58,7 @@ def test_the_shell_needs_no_credentials_and_holds_no_data(connector: RunningConn
         "text/javascript"
     )
     assert script.headers["X-Content-Type-Options"] == "nosniff"
+    assert "no-cache" in script.headers["Cache-Control"] and script.headers["ETag"]
     assert "history.replaceState" in script.text and "hashchange" in script.text
 
 
@@ -111,6 +112,7 @@ def test_a_token_or_a_caller_in_the_query_string_is_refused(
     page = httpx.get(f"{connector.url}/cards/view", params={name: secret}, timeout=15)
     assert page.status_code == 400 and page.headers["Content-Type"].startswith("text/html")
     assert "/cards/view#from=" in page.text  # says how to do it instead
+    assert "<script" not in page.text  # and does not go on to look anyone up
     assert secret not in page.text
     # Posting does not make a query string acceptable, and a token there is not read at all.
     body = {"Token": connector.agent_token} if name.lower() != "token" else {"from": ADA}

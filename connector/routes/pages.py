@@ -64,6 +64,7 @@ def card_view() -> Response:
 
 @blueprint.get("/cards/view.js")
 def card_script() -> Response:
+    """The shell's one script (revalidated on each load, so a deploy takes effect at once)."""
     response = send_file(SCRIPT, mimetype="text/javascript", max_age=0)
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
