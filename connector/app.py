@@ -31,6 +31,8 @@ LAST_GOOD_ENV = "CONNECTOR_LAST_GOOD"
 MAX_BODY_BYTES = 64 * 1024
 CORS_HEADERS = "Authorization, Content-Type"
 CORS_METHODS = "GET, POST, OPTIONS"
+# Headers a Flex plugin may read: Segment's Request-Id for support, when to retry a 429 or 503.
+CORS_EXPOSED = "Request-Id, Retry-After"
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ def _cors(response: Response) -> Response:
     allowed = current_service().holder.current().file.cors.allowed_origins
     if origin and origin in allowed:
         response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Expose-Headers"] = "Request-Id"
+        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
         if request.method == "OPTIONS":
             response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
             response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
@@ -127,6 +129,8 @@ def _http_error(error: HTTPException) -> Response:
     codes = {404: "not_found", 405: "invalid_request_error", 413: "invalid_request_error"}
     messages = {413: f"The request body is larger than {MAX_BODY_BYTES // 1024} KB."}
     status = error.code or 400
+    if request.endpoint in pages.PAGE_ENDPOINTS:  # the card page's script shows fragments
+        return pages.error_page(status, messages.get(status, "The request was refused."))
     response = error_response(
         status,
         codes.get(status, "invalid_request_error"),

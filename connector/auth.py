@@ -1,8 +1,9 @@
-"""Who is asking: every route but `/healthz` (and CORS preflights) needs one of
+"""Who is asking: every route but `/healthz`, the card page's data-free shell and its script (and
+CORS preflights) needs one of
 
-- an agent's Flex token: `Authorization: Bearer`, a `Token` field (the Flex convention) in a form
-  or JSON body, or a `Token` query parameter on the CRM container's page (an iframe cannot send
-  headers); checked with Twilio, refused for guests and for roles the connection does not allow;
+- an agent's Flex token: `Authorization: Bearer`, or a `Token` field (the Flex convention) in a
+  form or JSON body, never in a URL (the CRM container's page posts it from the URL's fragment);
+  checked with Twilio, refused for guests and for roles the connection does not allow;
 - Studio's `X-Twilio-Signature` (see connector.studio_auth);
 - Studio's Basic-auth credentials, when the connection names a variable holding them.
 
@@ -29,12 +30,12 @@ from connector.logs import caller_hash
 from connector.settings import Connection
 from connector.studio_auth import SIGNATURE_HEADER, basic_auth_valid, signature_valid
 
-PUBLIC_ENDPOINTS = frozenset({"health.healthz"})
+# The card page's shell and script hold no data (connector.routes.pages).
+PUBLIC_ENDPOINTS = frozenset({"health.healthz", "pages.card_page", "pages.card_script"})
 # Routes that read or write one customer's data: rate-limited per principal and audited.
 LOOKUP_ENDPOINTS = frozenset(
     {"cards.card", "cards.studio_lookup", "events.record_event", "pages.card_view"}
 )
-TOKEN_IN_QUERY = frozenset({"pages.card_view"})
 FLOW_SID = re.compile(r"FW[0-9a-f]{32}")
 MAX_TOKEN_LENGTH = 8192
 
@@ -129,7 +130,7 @@ def _per_minute(limit: float) -> LocalRateBudget:
 
 
 def _flex_token(bearer: str | None) -> str:
-    token = bearer or _field("Token", in_query=request.endpoint in TOKEN_IN_QUERY)
+    token = bearer or _field("Token", in_query=False)  # a token in a URL ends up in logs
     if not token:
         raise Unauthenticated(
             "Send the agent's Flex token (Authorization: Bearer, or a Token field), "

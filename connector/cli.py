@@ -351,8 +351,9 @@ def _print_examples(url: str, config_file: Path, agent_token: str) -> None:
         f"""\"properties": {{"sentiment": "positive"}}}}'\n"""
         f"  curl {bearer} '{url}/readyz'\n"
         f"  curl -i '{url}/v1/cards?from=%2B14155550123'    (no token: 401)\n"
-        f"Open the card page (as Flex's CRM container shows it) in a browser:\n"
-        f"  {url}/cards/view?from=%2B14155550123&Token={agent_token}\n"
+        f"Open the card page (as Flex's CRM container shows it) in a browser; the caller and the "
+        f"token go after #, which browsers never send:\n"
+        f"  {url}/cards/view#from=%2B14155550123&Token={agent_token}\n"
     )
 
 

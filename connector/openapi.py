@@ -55,12 +55,13 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): _json(ErrorBody, reasons[s]) for s in statuses}
 
 
-# Every route but /healthz takes one of these (see connector.auth).
+# Every route but those documented with `security: []` takes one of these (connector.auth).
 SECURITY_SCHEMES = {
     "flexToken": {
         "type": "http",
         "scheme": "bearer",
-        "description": "The agent's Flex token (also accepted as a Token field in the body)",
+        "description": "The agent's Flex token (also accepted as a Token field in the body, "
+        "never in the query string)",
     },
     "studioSignature": {
         "type": "apiKey",
@@ -75,17 +76,22 @@ SECURITY_SCHEMES = {
     },
 }
 AUTH_ERRORS = (401, 403, 503)
-# The CRM container's page is an iframe, which cannot send headers: its token may ride the URL.
-TOKEN_IN_QUERY = {
-    "type": "apiKey",
-    "in": "query",
-    "name": "Token",
-    "description": "The agent's Flex token, on /cards/view only",
-}
+CARD_PAGE = (
+    "Flex frames /cards/view#from=<caller>&Token=<agent's token>. Browsers never send the "
+    "fragment (after #): the page's script reads it, removes it from the address bar and "
+    "posts it to POST /cards/view, so neither the token nor the caller is in a request line."
+)
 
 
 def _page(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+def _form(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {"application/x-www-form-urlencoded": {"schema": _ref(model)}},
+    }
 
 
 def _body(model: type[BaseModel]) -> dict[str, Any]:
@@ -171,16 +177,38 @@ def openapi_document() -> dict[str, Any]:
             },
             "/cards/view": {
                 "get": {
-                    "summary": "The card as an HTML page, for Flex's CRM container",
-                    "parameters": LOOKUP_PARAMETERS,
-                    "security": [{"flexTokenInQuery": []}, *({n: []} for n in SECURITY_SCHEMES)],
+                    "summary": "The card page for Flex's CRM container: a shell with no data",
+                    "description": CARD_PAGE,
+                    "security": [],
+                    "responses": {
+                        "200": _page("The shell; its script fetches the card"),
+                        "400": _page("A token or a caller in the query string: refused"),
+                    },
+                },
+                "post": {
+                    "summary": "The card as an HTML fragment, for the card page's script",
+                    "requestBody": _form(LookupRequest),
                     "responses": {
                         "200": _page("The card (or: no profile matches)"),
                         "400": _page("Nothing to look up"),
                         "401": _page("No, bad or expired token"),
                         "403": _page("A Flex role the connection does not allow"),
+                        "413": _page("Body over 64 KB"),
+                        "415": _page("A body that is not a form"),
                         "429": _page("This agent's lookup limit is reached"),
                         "503": _page("Segment, or Twilio's token check, is unavailable"),
+                    },
+                },
+            },
+            "/cards/view.js": {
+                "get": {
+                    "summary": "The card page's script",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "JavaScript",
+                            "content": {"text/javascript": {"schema": {"type": "string"}}},
+                        }
                     },
                 }
             },
@@ -214,6 +242,6 @@ def openapi_document() -> dict[str, Any]:
         "security": [{name: []} for name in SECURITY_SCHEMES],
         "components": {
             "schemas": definitions["$defs"],
-            "securitySchemes": {**SECURITY_SCHEMES, "flexTokenInQuery": TOKEN_IN_QUERY},
+            "securitySchemes": SECURITY_SCHEMES,
         },
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -13,11 +14,13 @@ from urllib.parse import quote
 import httpx
 import pytest
 from flask import Flask
+from playwright.sync_api import Browser, sync_playwright
 
 from connector.app import AppSettings, close_app, create_app
 from connector.loopback import LoopbackServer
 from connector.sandbox import Sandbox, SandboxConfig, SandboxServer
 from connector.sandbox.control_client import SandboxControl
+from tests.browser import CHROMIUM, launch
 
 SPACE = "spa_test"
 TOKEN = "test-profile-token"
@@ -204,6 +207,21 @@ def make_connector(tmp_path: Path) -> Iterator[ConnectorFactory]:
 def connector(make_connector: ConnectorFactory, demo: RunningSandbox) -> RunningConnector:
     """A connector in front of the module's shared demo sandbox."""
     return make_connector(demo)
+
+
+# --- headless Chromium (the card page, the README's browser recipes) -----------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI installs Debian's chromium (.ci/run); it is missing")
+        pytest.skip("no chromium on this machine (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        launched = launch(playwright, CHROMIUM)
+        yield launched
+        launched.close()
 
 
 # --- generated cases, counted for the run's summary ----------------------------------------------

@@ -11,6 +11,7 @@ import time
 import tomllib
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -131,7 +132,9 @@ def test_demo_runs_the_sandbox_and_the_connector(tmp_path: Path) -> None:
             agent = {"Authorization": f"Bearer {printed['token']}"}
             card = _first_card(url, process, agent)
             assert httpx.get(f"{url}/v1/cards", params={"from": "+14155550123"}).status_code == 401
-            page = httpx.get(printed["page"])
+            # As the page's script does: the fragment's fields posted as a form.
+            shell, fragment = printed["page"].split("#")
+            page = httpx.post(shell, data=dict(parse_qsl(fragment)))
             studio = httpx.post(
                 f"{url}/v1/studio/lookup",
                 data={"From": "whatsapp:+5511912345678"},
@@ -171,7 +174,7 @@ def _printed_examples(out: IO[str], process: subprocess.Popen[str]) -> dict[str,
         text = out.read()
         token = re.search(r"Authorization: Bearer (\S+)'", text)
         signature = re.search(r"X-Twilio-Signature: (\S+)'", text)
-        page = re.search(r"(http://\S+/cards/view\?\S+)", text)
+        page = re.search(r"(http://\S+/cards/view#\S+)", text)
         if token and signature and page:
             return {"token": token[1], "signature": signature[1], "page": page[1]}
         time.sleep(0.1)

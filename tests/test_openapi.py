@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import httpx
+
 from connector.models import Health, ProfileCard, Readiness, StudioLookup
 from tests.conftest import RunningConnector
 
@@ -46,3 +48,23 @@ def test_real_answers_match_the_documented_models(connector: RunningConnector) -
     )
     Readiness.model_validate(connector.http.get("/readyz").json())
     Health.model_validate(connector.http.get("/healthz").json())
+
+
+def test_the_card_page_takes_nothing_in_its_url(connector: RunningConnector) -> None:
+    """The CRM container's page: the token and the caller come in a form body, never a URL."""
+    document = connector.http.get("/openapi.json").json()
+    schemes = document["components"]["securitySchemes"].values()
+    assert all(scheme.get("in") != "query" for scheme in schemes)
+    page = document["paths"]["/cards/view"]
+    assert page["get"]["security"] == [] and "parameters" not in page["get"]
+    assert "parameters" not in page["post"] and "security" not in page["post"]  # the defaults
+    assert set(page["post"]["requestBody"]["content"]) == {"application/x-www-form-urlencoded"}
+    # What the document calls public answers without credentials.
+    public = [
+        path
+        for path, item in document["paths"].items()
+        if item.get("get", {}).get("security") == []
+    ]
+    assert {"/cards/view", "/cards/view.js"} <= set(public)
+    for path in public:
+        assert httpx.get(f"{connector.url}{path}", timeout=15).status_code == 200, path

@@ -1,81 +1,133 @@
-"""`/cards/view`, the card page for Flex's CRM container: over HTTP, and in headless Chromium."""
+"""`/cards/view`, the card page for Flex's CRM container: over HTTP, and in headless Chromium.
+
+Flex frames `/cards/view#from=...&Token=...`; the page's script posts the fragment's fields to
+`POST /cards/view`, which answers HTML fragments. Neither the token nor the caller may appear in
+a request line.
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
-from urllib.parse import urlencode
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 import pytest
-from flask import Flask, request
-from markupsafe import escape
-from playwright.sync_api import Browser, Frame, Page, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Request,
+    expect,
+)
 
-from connector.loopback import LoopbackServer
+from tests.browser import CSP_WATCH, frame_to, parent_page
 from tests.conftest import ConnectorFactory, RunningConnector, RunningSandbox, SandboxFactory
 
 ADA = "+14155550123"
+ALAN = "+447700900123"
 FLEX = "https://flex.twilio.com"
 
 
-def view(connector: RunningConnector, token: str | None, **params: str) -> httpx.Response:
-    """As the CRM container's iframe asks: no headers, the token in the URL."""
-    query = {**params, **({"Token": token} if token else {})}
-    return httpx.get(f"{connector.url}/cards/view", params=query, timeout=15)
+def view(connector: RunningConnector, token: str | None, **fields: str) -> httpx.Response:
+    """As the page's script asks: the fragment's fields as a form, nothing in the URL."""
+    body = {**fields, **({"Token": token} if token else {})}
+    return httpx.post(f"{connector.url}/cards/view", data=body, timeout=15)
 
 
-def test_the_card_page_for_the_crm_container(connector: RunningConnector) -> None:
+def test_the_shell_needs_no_credentials_and_holds_no_data(connector: RunningConnector) -> None:
+    page = httpx.get(f"{connector.url}/cards/view", timeout=15)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert '<script src="/cards/view.js" defer></script>' in page.text
+    assert "Ada" not in page.text and connector.agent_token not in page.text
+    policy = page.headers["Content-Security-Policy"]
+    for directive in (
+        "default-src 'none'",
+        "script-src 'self'",
+        "connect-src 'self'",
+        "form-action 'none'",
+        f"frame-ancestors {FLEX}",
+    ):
+        assert directive in policy
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert page.headers["Cache-Control"] == "no-store"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    script = httpx.get(f"{connector.url}/cards/view.js", timeout=15)
+    assert script.status_code == 200 and script.headers["Content-Type"].startswith(
+        "text/javascript"
+    )
+    assert script.headers["X-Content-Type-Options"] == "nosniff"
+    assert "no-cache" in script.headers["Cache-Control"] and script.headers["ETag"]
+    assert "history.replaceState" in script.text and "hashchange" in script.text
+
+
+def test_the_card_is_a_fragment_posted_for(connector: RunningConnector) -> None:
     page = view(connector, connector.agent_token, **{"from": ADA})
     assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
     html = page.text
     assert "Ada Lovelace" in html and "$1,850.00" in html and "VIP" in html
     assert "Owl Goods (demo)" in html
-    # The URL carries the agent's token: never cached, never sent on as a Referer, no script,
-    # framed only by Flex.
+    assert html.lstrip().startswith("<article") and "<html" not in html
     assert page.headers["Referrer-Policy"] == "no-referrer"
     assert page.headers["Cache-Control"] == "no-store"
-    policy = page.headers["Content-Security-Policy"]
-    assert "default-src 'none'" in policy and f"frame-ancestors {FLEX}" in policy
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
     assert "<script" not in html and connector.agent_token not in html
 
 
-def test_no_profile_is_a_page_too(connector: RunningConnector) -> None:
+def test_no_profile_is_a_fragment_too(connector: RunningConnector) -> None:
     page = view(connector, connector.agent_token, **{"from": "+14155550100"})
     assert page.status_code == 200 and "No profile" in page.text
 
 
 @pytest.mark.parametrize(
-    ("token", "params", "status", "title"),
+    ("token", "fields", "status", "title"),
     [
         (None, {"from": ADA}, 401, "Sign in again"),
         ("forged", {"from": ADA}, 401, "Sign in again"),
         ("agent", {"from": "junk-input-xyz"}, 400, "Nothing to look up"),
         ("agent", {}, 400, "Nothing to look up"),
+        ("agent", {"from": ADA, "padding": "x" * 70_000}, 413, "Nothing to look up"),
     ],
 )
-def test_errors_are_pages_for_the_iframe(
+def test_errors_are_fragments_for_the_script(
     connector: RunningConnector,
     token: str | None,
-    params: dict[str, str],
+    fields: dict[str, str],
     status: int,
     title: str,
 ) -> None:
-    page = view(connector, connector.agent_token if token == "agent" else token, **params)
+    page = view(connector, connector.agent_token if token == "agent" else token, **fields)
     assert page.status_code == status
     assert page.headers["Content-Type"].startswith("text/html") and title in page.text
+    assert page.text.lstrip().startswith("<article")
     assert "junk-input-xyz" not in page.text
 
 
-def test_segment_down_is_a_503_page(
+@pytest.mark.parametrize("name", ["Token", "token", "from", "From", "phone", "email", "identifier"])
+def test_a_token_or_a_caller_in_the_query_string_is_refused(
+    connector: RunningConnector, name: str
+) -> None:
+    secret = connector.agent_token if name.lower() == "token" else ADA
+    page = httpx.get(f"{connector.url}/cards/view", params={name: secret}, timeout=15)
+    assert page.status_code == 400 and page.headers["Content-Type"].startswith("text/html")
+    assert "/cards/view#from=" in page.text  # says how to do it instead
+    assert "<script" not in page.text  # and does not go on to look anyone up
+    assert secret not in page.text
+    # Posting does not make a query string acceptable, and a token there is not read at all.
+    body = {"Token": connector.agent_token} if name.lower() != "token" else {"from": ADA}
+    posted = httpx.post(f"{connector.url}/cards/view", params={name: secret}, data=body)
+    assert posted.status_code == (401 if name.lower() == "token" else 400), posted.text
+
+
+def test_segment_down_is_a_503_fragment(
     make_connector: ConnectorFactory, make_sandbox: SandboxFactory
 ) -> None:
     sandbox = make_sandbox(data="demo")
     connector = make_connector(sandbox)
     assert view(connector, connector.agent_token, email="nobody@example.com").status_code == 200
     sandbox.control.set_faults(error_rate=1.0)
-    page = view(connector, connector.agent_token, **{"from": "+447700900123"})
+    page = view(connector, connector.agent_token, **{"from": ALAN})
     assert page.status_code == 503 and "Profile unavailable" in page.text
 
 
@@ -100,77 +152,145 @@ def test_hostile_trait_values_are_escaped(
 
 # --- in a real browser ---------------------------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+def fragment_url(connector: RunningConnector, caller: str) -> str:
+    return f"{connector.url}/cards/view#" + urlencode(
+        {"from": caller, "Token": connector.agent_token}, quote_via=quote
+    )
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI installs Debian's chromium (.ci/run); it is missing")
-        pytest.skip("no chromium on this machine (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield launched
-        launched.close()
+@dataclass
+class Wire:
+    """Request lines as the connector's server received them, beside the browser's own list."""
+
+    request_lines: list[str] = field(default_factory=list)
+    browser: list[Request] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, connector: RunningConnector) -> None:
+        inner = connector.app.wsgi_app
+
+        def recording(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            with self.lock:
+                self.request_lines.append(f"{environ['REQUEST_METHOD']} {environ['REQUEST_URI']}")
+            return inner(environ, start_response)
+
+        connector.app.wsgi_app = recording  # type: ignore[method-assign]
+
+    def watch(self, context: BrowserContext) -> None:
+        context.on("request", self._seen)
+
+    def _seen(self, request: Request) -> None:
+        self.browser.append(request)
+
+    def posts(self) -> int:
+        with self.lock:
+            return sum(line == "POST /cards/view" for line in self.request_lines)
 
 
-def parent_page() -> LoopbackServer:
-    """A page framing `?src=`, as Flex's CRM container frames the card, on an origin of its own."""
-    app = Flask(__name__)
-
-    @app.get("/")
-    def index() -> str:
-        return f'<iframe id="crm" src="{escape(request.args["src"])}" height="600"></iframe>'
-
-    return LoopbackServer(app).start()
+def secret_forms(token: str, *phones: str) -> list[str]:
+    """What must not show in a URL: the token raw and encoded; the digits of each number."""
+    return [token, quote(token, safe=""), *(phone.lstrip("+") for phone in phones)]
 
 
-def test_the_card_renders_in_chromium_inside_flex_and_nowhere_else(
+def assert_kept_out_of_urls(wire: Wire, secrets: Iterable[str]) -> None:
+    """No request line, browser-side (fragments are never sent) or server-side, holds a secret."""
+    assert wire.browser and wire.request_lines
+    for request in wire.browser:
+        sent = urlsplit(request.url)._replace(fragment="").geturl()
+        headers = " ".join(request.headers.values())
+        for secret in secrets:
+            assert secret not in sent, f"{secret!r} in {request.method} {sent}"
+            assert secret not in headers, f"{secret!r} in a header of {request.method} {sent}"
+    for line in wire.request_lines:
+        for secret in secrets:
+            assert secret not in line, f"{secret!r} in the request line {line}"
+
+
+def test_the_card_renders_in_chromium_from_the_fragment_alone(
     browser: Browser, make_connector: ConnectorFactory, demo: RunningSandbox
 ) -> None:
     flex = parent_page()  # its origin stands in for https://flex.twilio.com
-    elsewhere = parent_page()
     try:
         connector = make_connector(demo, f'\n[cors]\nallowed_origins = ["{flex.url}"]\n')
-        query = urlencode({"from": ADA, "Token": connector.agent_token})
-        framing = urlencode({"src": f"{connector.url}/cards/view?{query}"})
+        wire = Wire()
+        wire.record(connector)
         context = browser.new_context()
+        context.add_init_script(CSP_WATCH)
+        wire.watch(context)
         page = context.new_page()
-        violations: list[str] = []
-        page.on("console", lambda message: violations.append(message.text))
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text))
+        page.goto(f"{flex.url}/")
 
-        page.goto(f"{flex.url}/?{framing}")
-        frame = framed(page)
-        assert frame is not None
-        frame.wait_for_selector("#name")
-        assert frame.inner_text("#name") == "Ada Lovelace"
+        frame = frame_to(page, fragment_url(connector, ADA))
+        expect(frame.locator("#name")).to_have_text("Ada Lovelace")
         assert "$1,850.00" in frame.inner_text("#traits")
         assert "VIP" in frame.inner_text("#audiences")
-        assert not [v for v in violations if "Content Security Policy" in v], violations
+        assert frame.evaluate("document.title") == "Ada Lovelace · Owl Goods (demo)"
+        # The fragment left the address bar (replaced in place: the history keeps no copy).
+        assert frame.evaluate("location.href") == f"{connector.url}/cards/view"
+        assert frame.evaluate("window.__csp") == []
+        assert not [line for line in console if "Content Security Policy" in line], console
+        assert wire.posts() == 1
+        assert_kept_out_of_urls(wire, secret_forms(connector.agent_token, ADA))
+        context.close()
+    finally:
+        flex.stop()
 
-        page.goto(f"{elsewhere.url}/?{framing}")
+
+def test_switching_the_fragment_switches_the_card_without_a_reload(
+    browser: Browser, make_connector: ConnectorFactory, demo: RunningSandbox
+) -> None:
+    flex = parent_page()
+    try:
+        connector = make_connector(demo, f'\n[cors]\nallowed_origins = ["{flex.url}"]\n')
+        wire = Wire()
+        wire.record(connector)
+        context = browser.new_context()
+        context.add_init_script(CSP_WATCH)
+        wire.watch(context)
+        page = context.new_page()
+        page.goto(f"{flex.url}/")
+        frame = frame_to(page, fragment_url(connector, ADA))
+        expect(frame.locator("#name")).to_have_text("Ada Lovelace")
+        frame.evaluate("window.sameDocument = true")
+
+        # The agent takes another task: Flex changes the iframe's fragment only.
+        frame = frame_to(page, fragment_url(connector, ALAN))
+        expect(frame.locator("#name")).to_have_text("Alan Turing")
+        assert frame.evaluate("window.sameDocument") is True  # no reload
+        assert frame.evaluate("location.hash") == ""
+        # ... and back to the first one (the same fragment as before is a change again).
+        frame = frame_to(page, fragment_url(connector, ADA))
+        expect(frame.locator("#name")).to_have_text("Ada Lovelace")
+        assert frame.evaluate("window.sameDocument") is True
+        assert frame.evaluate("window.__csp") == []
+
+        assert wire.request_lines.count("GET /cards/view") == 1 and wire.posts() == 3
+        assert_kept_out_of_urls(wire, secret_forms(connector.agent_token, ADA, ALAN))
+        context.close()
+    finally:
+        flex.stop()
+
+
+def test_the_card_page_is_framed_by_allowed_origins_only(
+    browser: Browser, make_connector: ConnectorFactory, demo: RunningSandbox
+) -> None:
+    flex, elsewhere = parent_page(), parent_page()
+    try:
+        connector = make_connector(demo, f'\n[cors]\nallowed_origins = ["{flex.url}"]\n')
+        wire = Wire()
+        wire.record(connector)
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(f"{elsewhere.url}/")
+        with page.expect_event("console", lambda message: "frame-ancestors" in message.text):
+            blocked = frame_to(page, fragment_url(connector, ADA))
         page.wait_for_load_state("load")
-        blocked = framed(page)
-        assert blocked is None or "Ada Lovelace" not in (blocked.content() or "")
+        assert "Ada Lovelace" not in (blocked.content() or "")
+        assert wire.posts() == 0  # the shell never ran, so it never asked for the card
         context.close()
     finally:
         flex.stop()
         elsewhere.stop()
-
-
-def framed(page: Page) -> Frame | None:
-    """The document inside the parent page's iframe."""
-    iframe = page.wait_for_selector("#crm")
-    assert iframe is not None
-    return iframe.content_frame()

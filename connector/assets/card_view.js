@@ -1,0 +1,109 @@
+// The card page's one script (served as /cards/view.js, allowed by the page's CSP).
+//
+// Flex's CRM container frames /cards/view#from=<caller>&Token=<agent's token>. Browsers never
+// send a URL's fragment, so the caller and the token stay out of every request line a router or
+// proxy logs. This script takes them from the fragment, removes it from the address bar and the
+// history, and POSTs them (a form body) to /cards/view, which answers the card as escaped HTML.
+"use strict";
+
+(() => {
+  // Only these go to the server; anything else in the fragment stays in the browser.
+  const FIELDS = new Set(["Token", "from", "From", "phone", "email", "identifier"]);
+  const card = document.getElementById("card");
+  let inFlight = null;
+
+  // Not URLSearchParams: it reads "+" as a space, and a caller's "+1415..." left unencoded in
+  // the fragment must still be a phone number.
+  function parseFragment(hash) {
+    const fields = [];
+    for (const pair of hash.replace(/^#/, "").split("&")) {
+      const cut = pair.indexOf("=");
+      const name = decode(cut < 0 ? pair : pair.slice(0, cut));
+      if (FIELDS.has(name)) {
+        fields.push([name, cut < 0 ? "" : decode(pair.slice(cut + 1))]);
+      }
+    }
+    return fields;
+  }
+
+  function decode(text) {
+    try {
+      return decodeURIComponent(text);
+    } catch {
+      return text; // a stray "%": the server refuses what it cannot read
+    }
+  }
+
+  function show(html) {
+    const parsed = new DOMParser().parseFromString(html, "text/html");
+    card.replaceChildren(...parsed.body.childNodes);
+    const root = card.firstElementChild;
+    document.title = (root && root.dataset.title) || "Customer profile";
+  }
+
+  function showText(title, message) {
+    const article = document.createElement("article");
+    const header = document.createElement("header");
+    const heading = document.createElement("h1");
+    const paragraph = document.createElement("p");
+    heading.id = "name";
+    heading.textContent = title;
+    paragraph.id = "message";
+    paragraph.textContent = message;
+    header.append(heading);
+    article.append(header, paragraph);
+    card.replaceChildren(article);
+    document.title = title;
+  }
+
+  async function load(fields) {
+    if (inFlight) {
+      inFlight.abort(); // the agent moved to another task: that answer no longer matters
+    }
+    const controller = new AbortController();
+    inFlight = controller;
+    card.setAttribute("aria-busy", "true");
+    showText("Looking up…", "");
+    try {
+      const response = await fetch(location.pathname, {
+        method: "POST",
+        body: new URLSearchParams(fields),
+        headers: { Accept: "text/html" },
+        credentials: "omit",
+        cache: "no-store",
+        referrerPolicy: "no-referrer",
+        signal: controller.signal,
+      });
+      const html = await response.text();
+      if ((response.headers.get("Content-Type") || "").startsWith("text/html")) {
+        show(html);
+      } else {
+        showText("Something went wrong", `The connector answered HTTP ${response.status}.`);
+      }
+    } catch (error) {
+      if (error.name === "AbortError") {
+        return;
+      }
+      showText("Profile unavailable", "The connector did not answer; try again shortly.");
+    } finally {
+      if (inFlight === controller) {
+        inFlight = null;
+        card.removeAttribute("aria-busy");
+      }
+    }
+  }
+
+  function fromFragment() {
+    if (!location.hash) {
+      return; // nothing new: keep what the page shows
+    }
+    const fields = parseFragment(location.hash);
+    // Out of the address bar and the history before anything else happens.
+    history.replaceState(null, "", location.pathname + location.search);
+    load(fields);
+  }
+
+  // Flex may change only the fragment when the agent switches task: no reload, a hashchange.
+  window.addEventListener("hashchange", fromFragment);
+  fromFragment();
+})();
