@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from flask import g, request
+from werkzeug.datastructures import Authorization
 
 from connector.budget import LocalRateBudget
 from connector.errors import Forbidden, TooManyLookups, Unauthenticated
+from connector.failed_auth import FailedAuthentications
 from connector.flex_tokens import FlexTokens
 from connector.hot_reload import ConnectionHolder
 from connector.logs import caller_hash
@@ -37,7 +39,6 @@ LOOKUP_ENDPOINTS = frozenset(
     {"cards.card", "cards.studio_lookup", "events.record_event", "pages.card_view"}
 )
 FLOW_SID = re.compile(r"FW[0-9a-f]{32}")
-MAX_TOKEN_LENGTH = 8192
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,13 @@ class Gate:
         self.holder = holder
         self.tokens = tokens
         self.processes = max(1, processes)
+        self.failures = FailedAuthentications()
         self._lock = threading.Lock()
-        self._limits: tuple[str, LocalRateBudget, LocalRateBudget] | None = None
+        self._version = ""
+        # Per-minute limits as token buckets, each worker process taking its share; an edit of
+        # the connection file changes their rates, never refills them.
+        self._agents = LocalRateBudget(1.0)
+        self._flows = LocalRateBudget(1.0)
 
     def admit(self) -> None:
         if request.method == "OPTIONS" or request.endpoint in PUBLIC_ENDPOINTS:
@@ -73,16 +79,31 @@ class Gate:
         if request.endpoint is None:
             return  # no such route: the 404 tells nothing
         connection = self.holder.current()
-        principal = self.identify(connection)
+        address = request.remote_addr or "unknown"
+        limit = connection.file.auth.failed_auth_per_minute / self.processes
+        try:
+            principal = self.identify(connection, self.failures.wait(address, limit))
+        except Unauthenticated:
+            self.failures.record(address)
+            raise
         g.principal = principal
         if request.endpoint in LOOKUP_ENDPOINTS:
             self._limit(principal, connection)
 
-    def identify(self, connection: Connection) -> Principal:
+    def identify(self, connection: Connection, blocked_for: float = 0.0) -> Principal:
+        """Who is asking. While the client's address is `blocked_for` failed authentications,
+        only a Flex token already known to be valid gets in: agents behind the same office NAT
+        as a misbehaving client keep working, and nothing else is checked at all."""
+        credentials = request.authorization
+        if blocked_for > 0 and not self._known_agent(credentials, connection):
+            raise TooManyLookups(
+                "Too many failed authentications from this address; "
+                f"try again in {math.ceil(blocked_for)} s.",
+                blocked_for,
+            )
         signed = SIGNATURE_HEADER in request.headers
         if signed and signature_valid(request, connection.twilio.auth_token):
             return Principal("flow", _flow_sid() or "studio")
-        credentials = request.authorization
         # A widget with Basic credentials is signed too: valid credentials stand on their own.
         if credentials is not None and credentials.type == "basic":
             basic = connection.studio_basic_auth
@@ -102,6 +123,12 @@ class Gate:
         who = verdict.worker_sid or caller_hash(verdict.identity or "", connection.token)
         return Principal("agent", who)
 
+    def _known_agent(self, credentials: Authorization | None, connection: Connection) -> bool:
+        if SIGNATURE_HEADER in request.headers or (credentials and credentials.type == "basic"):
+            return False
+        token = (credentials.token if credentials else None) or _field("Token", in_query=False)
+        return bool(token) and self.tokens.known_valid(token or "", connection.twilio)
+
     def _limit(self, principal: Principal, connection: Connection) -> None:
         agents, flows = self._budgets(connection)
         budget = agents if principal.kind == "agent" else flows
@@ -113,20 +140,17 @@ class Gate:
             )
 
     def _budgets(self, connection: Connection) -> tuple[LocalRateBudget, LocalRateBudget]:
-        """Per-minute limits as token buckets, each worker process taking its share."""
         with self._lock:
-            if self._limits is None or self._limits[0] != connection.version:
+            if self._version != connection.version:
+                self._version = connection.version
                 auth = connection.file.auth
-                self._limits = (
-                    connection.version,
-                    _per_minute(auth.agent_lookups_per_minute / self.processes),
-                    _per_minute(auth.flow_lookups_per_minute / self.processes),
-                )
-            return self._limits[1], self._limits[2]
-
-
-def _per_minute(limit: float) -> LocalRateBudget:
-    return LocalRateBudget(limit / 60, burst=limit)
+                for budget, per_minute in (
+                    (self._agents, auth.agent_lookups_per_minute),
+                    (self._flows, auth.flow_lookups_per_minute),
+                ):
+                    share = per_minute / self.processes
+                    budget.set_rate(share / 60, burst=share)
+            return self._agents, self._flows
 
 
 def _flex_token(bearer: str | None) -> str:
@@ -136,8 +160,6 @@ def _flex_token(bearer: str | None) -> str:
             "Send the agent's Flex token (Authorization: Bearer, or a Token field), "
             "or sign the request as Twilio Studio does."
         )
-    if len(token) > MAX_TOKEN_LENGTH or not token.isascii() or not token.isprintable():
-        raise Unauthenticated("The Flex token was refused (not a token).")
     return token
 
 

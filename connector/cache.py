@@ -121,6 +121,12 @@ class CardCache(Generic[T]):
             previous.value, previous.fetched_at, previous.stored, previous.expires, stale=True
         )
 
+    def peek(self, key: str) -> Cached[T] | None:
+        """The unexpired entry for `key`, if any; no fetch, no statistics."""
+        with self._lock:
+            entry = self._entries.get(key)
+        return entry if entry is not None and entry.expires > self._clock() else None
+
     def forget(self, key: str) -> None:
         with self._lock:
             self._entries.pop(key, None)

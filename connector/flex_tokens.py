@@ -7,10 +7,16 @@ a client retrying with it does not make the connector hammer Twilio.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import json
 import logging
+import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
@@ -26,6 +32,7 @@ RECHECK_VALID_AFTER = 3600.0
 REMEMBER_REFUSED_FOR = 60.0
 MAX_TOKENS = 10_000
 UNAVAILABLE = "Twilio could not check the Flex token; try again."
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_\-.]{8,8192}")  # base64url segments and dots
 
 
 @dataclass(frozen=True)
@@ -46,10 +53,18 @@ class FlexTokens:
         self._http = http
         self._cache: CardCache[FlexVerdict] = CardCache(MAX_TOKENS)
 
+    def known_valid(self, token: str, account: TwilioAccount) -> bool:
+        """Whether Twilio already said this token is valid (and it has not expired since)."""
+        cached = self._cache.peek(_key(token, account))
+        return cached is not None and cached.value.valid
+
     def verdict(self, token: str, account: TwilioAccount) -> FlexVerdict:
+        refusal = not_a_flex_token(token, account.account_sid)
+        if refusal is not None:  # refused here: junk must not cost a request to Twilio
+            return FlexVerdict(False, refusal)
         # Keyed by a digest: the cache never holds a usable token. The account is part of the
         # key, so a changed TWILIO_ACCOUNT_SID never reuses another account's verdicts.
-        key = hashlib.sha256(f"{account.account_sid}:{token}".encode()).hexdigest()
+        key = _key(token, account)
         try:
             # A concurrent request with the same token waits for the first one's check.
             return self._cache.get(key, lambda: self._check(token, account), 0.0, WAIT).value
@@ -81,6 +96,45 @@ class FlexTokens:
             log.warning("Twilio token check answered HTTP %s", response.status_code)
             raise TwilioUnavailable(UNAVAILABLE)
         return _verdict(response)
+
+
+def _key(token: str, account: TwilioAccount) -> str:
+    return hashlib.sha256(f"{account.account_sid}:{token}".encode()).hexdigest()
+
+
+def not_a_flex_token(token: str, account_sid: str) -> str | None:
+    """Why `token` cannot be a valid Flex token of this account, if that shows without asking
+    Twilio; None when only Twilio can tell.
+
+    Flex tokens are JOSE compact tokens (a JWE today, a JWT before): base64url segments joined
+    by dots, the first a JSON header naming its algorithm. A JWT's claims are readable too, so
+    an expired one or one for another account is refused here as well.
+    """
+    if not TOKEN_SHAPE.fullmatch(token):
+        return "not a Flex token"
+    segments = token.split(".")
+    if len(segments) not in (3, 5):
+        return None  # not JOSE-shaped: the sandbox's agent tokens, which Twilio (it) checks
+    header = _json_segment(segments[0])
+    if header is None or not isinstance(header.get("alg"), str):
+        return "not a Flex token"
+    claims = _json_segment(segments[1]) if len(segments) == 3 else None
+    if claims is None:
+        return None
+    subject, expires = claims.get("sub"), claims.get("exp")
+    if isinstance(subject, str) and subject.startswith("AC") and subject != account_sid:
+        return "a token of another Twilio account"
+    if isinstance(expires, int | float) and expires < time.time():
+        return "expired"
+    return None
+
+
+def _json_segment(segment: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _verdict(response: httpx.Response) -> tuple[FlexVerdict, float]:

@@ -116,6 +116,9 @@ class AuthSection(_Section):
     # Basic-auth user: a stolen token cannot page through the customer base.
     agent_lookups_per_minute: int = Field(default=60, ge=1)
     flow_lookups_per_minute: int = Field(default=1200, ge=1)
+    # Failed authentications (bad tokens, signatures, passwords) per minute from one client
+    # address; past it the address gets 429s without its credentials being checked.
+    failed_auth_per_minute: int = Field(default=20, ge=1)
     # How many proxies in front of the connector set X-Forwarded-Proto/-Host/-Port/-Prefix/-For.
     # Studio signs the public URL it called; behind a proxy (Heroku's router, a load balancer)
     # that URL is rebuilt from those headers, and only from proxies counted here.

@@ -36,7 +36,7 @@ def api(
 ) -> Iterator[RunningConnector]:
     """One connector for every generated case, write-back on, limits out of the way."""
     extra = (
-        "\n[auth]\nagent_lookups_per_minute = 1000000\n"
+        "\n[auth]\nagent_lookups_per_minute = 1000000\nfailed_auth_per_minute = 1000000\n"
         f'\n[writeback]\nenabled = true\ntracking_api_url = "{demo.url}"\n'
     )
     running = start_connector(demo, tmp_path_factory.mktemp("fuzz") / "connection.toml", extra)

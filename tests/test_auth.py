@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
+from connector.flex_tokens import not_a_flex_token
 from tests.conftest import (
     TWILIO_AUTH_TOKEN,
     ConnectorFactory,
@@ -20,6 +22,19 @@ from tests.conftest import (
 )
 
 FLEX = "https://flex.twilio.com"
+ACCOUNT = "AC" + "0" * 31 + "1"
+
+
+def jwt(header: dict[str, Any], claims: dict[str, Any] | None, parts: int = 3) -> str:
+    """A JOSE compact token with these (unsigned) segments."""
+
+    def segment(value: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    rest = [segment(claims)] if parts == 3 else ["a2V5", "aXY", "Y2lwaGVy"]
+    return ".".join([segment(header), *rest, "c2ln"])
+
+
 ADA = "+14155550123"
 STUDIO_BASIC = ("studio", "basic-secret-for-tests")
 EVENT = {"event": "Auth Matrix", "from": ADA}
@@ -164,6 +179,83 @@ def test_a_refused_token_is_remembered_briefly(
             headers = {"Authorization": "Bearer forged-token"}
             assert client.get("/v1/cards", params={"from": ADA}, headers=headers).status_code == 401
     assert demo.control.stats()["twilio"].get("invalid", 0) - before == 1
+
+
+def twilio_checks(demo: RunningSandbox) -> int:
+    return sum(demo.control.stats()["twilio"].values())
+
+
+def test_junk_tokens_cost_twilio_at_most_the_failed_authentication_limit(
+    make_connector: ConnectorFactory, demo: RunningSandbox
+) -> None:
+    """2,000 distinct junk tokens from one address: what cannot be a Flex token is refused
+    without asking Twilio, and past the limit the address is refused without any check; an
+    agent whose token was checked before keeps working from the same address."""
+    connector = make_connector(demo, "\n[auth]\nfailed_auth_per_minute = 10\n")
+    assert connector.card(**{"from": ADA}).status_code == 200  # the agent's token is checked
+    before = twilio_checks(demo)
+    junk = [
+        *(f"junk token {i}!" for i in range(500)),  # not even the characters of a token
+        *(f"eyJub3Q.{i}.a2V5" for i in range(500)),  # JOSE-shaped, but no JSON header
+        *(f"opaque-junk-{i:05d}" for i in range(1000)),  # only Twilio could say
+    ]
+    statuses: list[int] = []
+    with anonymous(connector) as client:
+        for token in junk:
+            response = client.get(
+                "/v1/cards", params={"from": ADA}, headers={"Authorization": f"Bearer {token}"}
+            )
+            statuses.append(response.status_code)
+        refused = client.get(
+            "/v1/cards", params={"from": ADA}, headers={"Authorization": "Bearer another-junk"}
+        )
+        fresh = demo.control.issue_agent_token()["token"]
+        newcomer = client.get(
+            "/v1/cards", params={"from": ADA}, headers={"Authorization": f"Bearer {fresh}"}
+        )
+    assert twilio_checks(demo) - before == 0  # the first 10 failures were caught locally
+    assert set(statuses) == {401, 429} and statuses.count(401) == 10
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert refused.json()["error"]["code"] == "rate_limit_error"
+    assert newcomer.status_code == 429  # not checked while the address is refused
+    assert connector.card(**{"from": ADA}).status_code == 200  # known to be valid: let in
+
+
+def test_plausible_tokens_reach_twilio_once_each_until_the_limit(
+    make_connector: ConnectorFactory, demo: RunningSandbox
+) -> None:
+    connector = make_connector(demo, "\n[auth]\nfailed_auth_per_minute = 5\n")
+    before = twilio_checks(demo)
+    with anonymous(connector) as client:
+        statuses = [
+            client.get(
+                "/v1/cards", params={"from": ADA}, headers={"Authorization": f"Bearer junk-{i:04d}"}
+            ).status_code
+            for i in range(50)
+        ]
+    assert statuses == [401] * 5 + [429] * 45
+    assert twilio_checks(demo) - before == 5
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("short", "not a Flex token"),
+        ("has spaces in it", "not a Flex token"),
+        ("x" * 8193, "not a Flex token"),
+        ("bm90.anNvbg.c2ln", "not a Flex token"),  # three segments, no JSON header
+        (jwt({"alg": "HS256"}, {"sub": "AC" + "1" * 32, "exp": 4102444800}), "another"),
+        (jwt({"alg": "HS256"}, {"sub": ACCOUNT, "exp": 946684800}), "expired"),
+        (jwt({"alg": "HS256"}, {"sub": ACCOUNT, "exp": 4102444800}), None),
+        (jwt({"alg": "dir", "enc": "A256GCM"}, None, parts=5), None),  # a JWE: Twilio decides
+        ("sandbox-agent-token-123", None),
+    ],
+)
+def test_what_cannot_be_a_flex_token_is_refused_without_asking(
+    token: str, reason: str | None
+) -> None:
+    verdict = not_a_flex_token(token, ACCOUNT)
+    assert verdict is None if reason is None else reason in (verdict or "")
 
 
 def test_twilio_down_is_a_503_not_a_401_and_not_a_hang(
