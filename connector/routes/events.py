@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -23,7 +24,7 @@ from connector.resolve import (
     parse_email,
     parse_phone,
 )
-from connector.routes.inputs import CallerFields, caller_fields, other_fields, read
+from connector.routes.inputs import CallerFields, caller_fields, other_fields, parse_caller
 from connector.service import current_service
 from connector.writeback import (
     ChannelKeys,
@@ -79,7 +80,7 @@ def record_event() -> Response:
 
 def _caller_address(field: CallerField, raw: str, default_country: str) -> Address:
     """The event's caller; a withheld or non-customer caller has no profile to write to."""
-    caller = read(field, raw, default_country)
+    caller = parse_caller(field, raw, default_country)
     if isinstance(caller, NoCustomer):
         note_outcome("not_found")
         why = "the caller ID is withheld" if caller.reason == "withheld" else "it is no customer's"
@@ -108,13 +109,11 @@ def _identity(address: Address) -> tuple[Identity, bool]:
 
 def _keys(callers: CallerFields, address: Address, default_country: str) -> ChannelKeys:
     """The channels a subscriptions call subscribes: as the event names them, else the caller's."""
-    email, phone = callers.given.get("email"), callers.given.get("phone")
-    return ChannelKeys(
-        email=_parsed(parse_email, "email", email) if email else _value(address, "email"),
-        phone=_parsed(lambda raw: parse_phone(raw, default_country), "phone", phone)
-        if phone
-        else _value(address, "phone"),
-    )
+    given = callers.given
+    email = _parsed(parse_email, "email", given["email"]) if "email" in given else None
+    phone_of = partial(parse_phone, default_country=default_country)
+    phone = _parsed(phone_of, "phone", given["phone"]) if "phone" in given else None
+    return ChannelKeys(email or _value(address, "email"), phone or _value(address, "phone"))
 
 
 def _parsed(parse: Callable[[str], Address], field: str, raw: str) -> str:

@@ -101,6 +101,11 @@ class CallerFields:
             }
             if named:
                 return CallerFields(named).one()
+            if len(self.given) > 1:
+                raise BadRequest(
+                    "A subscriptions call that gives both email and phone names its caller "
+                    "with from or identifier."
+                )
         return self.one()
 
 
@@ -137,10 +142,10 @@ def _values(source: Mapping[str, Any], name: str) -> list[str]:
 def lookup_caller(default_country: str) -> tuple[Caller, str]:
     """The one caller a lookup names, with the text the request gave for it."""
     field, raw = caller_fields().one()
-    return read(field, raw, default_country), raw
+    return parse_caller(field, raw, default_country), raw
 
 
-def read(field: CallerField, raw: str, default_country: str) -> Caller:
+def parse_caller(field: CallerField, raw: str, default_country: str) -> Caller:
     """One caller field, parsed; a 400 for malformed input, noted for the audit trail."""
     try:
         caller = read_caller(field, raw, default_country)
