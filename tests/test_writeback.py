@@ -285,7 +285,7 @@ def test_an_event_about_no_customer_records_nothing_and_asks_no_one(
 def test_a_form_field_repeated_with_different_values_is_refused(
     connector: RunningConnector,
 ) -> None:
-    body = [("From", "+14155550123"), ("event", "A"), ("event", "B")]
+    body = [("from", "+14155550123"), ("event", "A"), ("event", "B")]
     response = connector.http.post(
         "/v1/events",
         content="&".join(f"{k}={v}" for k, v in body).replace("+", "%2B"),
@@ -293,7 +293,7 @@ def test_a_form_field_repeated_with_different_values_is_refused(
     )
     assert response.status_code == 400, response.text
     caller_twice = connector.http.post(
-        "/v1/events", params={"from": "+14155550199"}, json={**ENGAGEMENT, "From": "+14155550123"}
+        "/v1/events", params={"From": "+14155550199"}, json={**ENGAGEMENT, "from": "+14155550123"}
     )
     assert caller_twice.status_code == 400
     assert outbox(connector).depth().pending == 0
