@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from pathlib import Path
@@ -147,6 +148,16 @@ def test_withheld_and_non_customer_callers_are_not_found_without_asking_segment(
     flat = connector.http.post("/v1/studio/lookup", data={"From": raw}).json()
     assert (flat["found"], flat["status"], flat["reason"]) == (False, "not_found", reason)
     assert demo.control.stats()["profile_api"]["requests"] == before
+
+
+def test_a_withheld_caller_is_audited_as_not_found(
+    connector: RunningConnector, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="connector.audit")
+    assert connector.card(**{"from": "anonymous"}).status_code == 200
+    audits = [r for r in caplog.records if r.name == "connector.audit"]
+    assert audits[-1].outcome == "not_found"  # type: ignore[attr-defined]
+    assert audits[-1].caller.startswith("h_")  # type: ignore[attr-defined]
 
 
 # --- one reader of caller fields, for every route ---------------------------------------------
