@@ -22,12 +22,14 @@ from connector.models import (
     Freshness,
     ProfileCard,
 )
+from connector.resolve import NoCustomerReason
 from connector.settings import ConnectionFile, LabelledKey, TraitFormat
 
 NAME_TRAITS = ("name", "first_name", "last_name")
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "BRL": "R$"}
 STUDIO_LIMIT = 64 * 1024
 STUDIO_VALUE_LIMIT = 500
+STUDIO_FIXED_FIELDS = 9  # found ... segment_id: always there, whatever else must go
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ def build_card(
     fetched_at: datetime,
     now: datetime,
     stale: bool = False,
+    reason: NoCustomerReason | None = None,
 ) -> ProfileCard:
     freshness = Freshness(
         fetched_at=fetched_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -65,7 +68,9 @@ def build_card(
         stale=stale,
         missing=list(data.missing) if data else [],
     )
-    lookup = CardLookup(input=lookup_input, identifier=data.matched if data else None)
+    lookup = CardLookup(
+        input=lookup_input, identifier=data.matched if data else None, reason=reason
+    )
     if data is None:
         return ProfileCard(
             found=False,
@@ -208,6 +213,7 @@ def studio_payload(card: ProfileCard, status: str) -> dict[str, Any]:
         "found": card.found,
         "status": status,
         "connection": card.connection,
+        "reason": card.lookup.reason,
         "matched_identifier": card.lookup.identifier,
         "stale": card.freshness.stale,
         "name": card.profile.name if card.profile else None,
@@ -247,7 +253,7 @@ def _within_studio_limit(flat: dict[str, Any]) -> dict[str, Any]:
     """Studio drops bodies over 64 kB: keep the fixed fields, then as many others as fit."""
     size = len(json.dumps(flat, ensure_ascii=False).encode())
     keys = list(flat)
-    while size > STUDIO_LIMIT - 1024 and len(keys) > 8:
+    while size > STUDIO_LIMIT - 1024 and len(keys) > STUDIO_FIXED_FIELDS:
         removed = keys.pop()
         size -= len(json.dumps({removed: flat.pop(removed)}, ensure_ascii=False).encode())
     return flat

@@ -245,12 +245,19 @@ def check(config_file: Path | None) -> None:
         click.echo(
             f"OK: the space answered and accepted the token from {section.token_env}{request_id}"
         )
-    elif upstream.token_accepted is False:
+    elif upstream.code == "token_refused":
         click.echo(
-            f"FAILED: Segment refused the token in {section.token_env}{request_id}", err=True
+            f"FAILED (token_refused): Segment refused the token in {section.token_env}{request_id}",
+            err=True,
+        )
+    elif upstream.code == "space_not_found":
+        click.echo(
+            f"FAILED (space_not_found): Segment has no space {section.space_id!r}; "
+            f"check space_id in {path}{request_id}",
+            err=True,
         )
     else:
-        click.echo(f"FAILED: {upstream.detail}{request_id}", err=True)
+        click.echo(f"FAILED ({upstream.code}): {upstream.detail}{request_id}", err=True)
     if twilio is None:
         click.echo(
             f"OK: Twilio ({connection.twilio.iam_url}) accepted TWILIO_ACCOUNT_SID and "

@@ -4,14 +4,15 @@ ConnectorError                      status, code, message
 ├── BadRequest                      400 invalid_request_error (the caller's input)
 ├── Unauthenticated                 401 authentication_error (no, bad or expired credentials)
 ├── Forbidden                       403 forbidden (a role not allowed; write-back is off)
-├── NotFound                        404 not_found (an event's caller is not in Segment)
+├── NotFound                        404 not_found (an event's caller is no one Segment knows)
 ├── UnsupportedMediaType            415 invalid_request_error (a body neither form nor JSON)
 ├── TooManyLookups                  429 rate_limit_error (one agent's or flow's lookup limit)
 ├── TwilioUnavailable               503 auth_unavailable (Twilio could not check a Flex token)
 │   └── TwilioRefusedCredentials        (Twilio refused our account SID and auth token)
 └── ProfileApiError                 Segment's answer, with its Request-Id
     ├── ProfileNotFound             404 from Segment (a lookup's normal "no")
-    ├── AuthenticationFailed        Segment refused our token: 502 to our caller
+    ├── SpaceNotFound               404 "Space was not found": 503 space_not_found (check space_id)
+    ├── AuthenticationFailed        Segment refused our token: 503 token_refused (check the token)
     ├── UpstreamInvalidRequest      Segment refused our request: 502
     ├── RateLimited                 429 from Segment or our own budget: 503
     └── UpstreamUnavailable         5xx, timeouts, refused connections: 503
@@ -86,10 +87,27 @@ class ProfileNotFound(ProfileApiError):
     code = "not_found"
 
 
+class SpaceNotFound(ProfileApiError):
+    """Segment has no space with the connection's space_id: every lookup would miss, so this
+    is the admin's to fix, never a customer's "not found" (not a ProfileNotFound)."""
+
+    status = 503
+    code = "space_not_found"
+    public_message = (
+        "Segment has no space with this connection's space_id; "
+        "the admin must check space_id in the connection file."
+    )
+
+
 class AuthenticationFailed(ProfileApiError):
-    status = 502
-    code = "upstream_authentication_error"
-    public_message = "Segment refused the connector's Profile API token; check the connection."
+    """Segment refused the connector's own token (not the caller's): the admin's to fix."""
+
+    status = 503
+    code = "token_refused"
+    public_message = (
+        "Segment refused the connector's Profile API token; the admin must check the token "
+        "in the environment variable the connection file's token_env names."
+    )
 
 
 class UpstreamInvalidRequest(ProfileApiError):

@@ -46,6 +46,9 @@ class CardProfile(_Model):
 class CardLookup(_Model):
     input: str
     identifier: str | None
+    # Why nothing was looked up: the caller ID is withheld, or the address is no customer's
+    # (an agent's client:, a SIP URI); None when Segment was asked.
+    reason: Literal["withheld", "not_a_customer_address"] | None = None
 
 
 class Freshness(_Model):
@@ -83,12 +86,17 @@ class ErrorBody(_Model):
 
 
 class LookupRequest(_Model):
-    """Who to look up: exactly one field (query string, form or JSON)."""
+    """Who to look up: exactly one field (query string, form or JSON); a field given twice
+    (`from` and `From`, query string and body) must carry the same value."""
 
     from_: str | None = Field(
         default=None,
         alias="from",
-        description="A channel address: +14155550123, whatsapp:+..., an email",
+        description="A channel address: +14155550123, whatsapp:+..., an email; a withheld "
+        "number or a client:/sip: address is answered as not found, with a reason",
+    )
+    from_twilio: str | None = Field(
+        default=None, alias="From", description="The same as from (Twilio's trigger.call.From)"
     )
     phone: str | None = None
     email: str | None = None
@@ -103,6 +111,10 @@ class StudioLookup(BaseModel):
     found: bool
     status: Literal["found", "not_found", "unavailable"]
     connection: str
+    # not_found: withheld | not_a_customer_address (null when Segment was asked);
+    # unavailable: the error code (space_not_found, token_refused, upstream_unavailable, ...)
+    reason: str | None = None
+    message: str | None = Field(default=None, description="For unavailable: what to do")
 
 
 class EventAccepted(_Model):
@@ -126,6 +138,7 @@ class ReadinessUpstream(_Model):
     token_accepted: bool | None
     detail: str
     request_id: str | None
+    code: str | None  # space_not_found, token_refused, upstream_unavailable, ...
 
 
 class Readiness(_Model):

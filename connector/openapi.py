@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, create_model
 from pydantic.json_schema import models_json_schema
 
 from connector import __version__
@@ -18,6 +18,7 @@ from connector.models import (
     Readiness,
     StudioLookup,
 )
+from connector.routes.inputs import ENVELOPE_FIELDS
 from connector.writeback import EventRequest
 
 REF = "#/components/schemas/{model}"
@@ -29,7 +30,30 @@ MODELS: list[type[BaseModel]] = [
     Readiness,
     ErrorBody,
 ]
-INPUTS: list[type[BaseModel]] = [LookupRequest, EventRequest]
+GATE_FIELDS = {
+    "Token": "The agent's Flex token (Flex's convention)",
+    "FlowSid": "The Studio flow's SID ({{flow.flow_sid}}): its name in the audit trail",
+}
+
+
+def _as_sent(name: str, *models: type[BaseModel]) -> type[BaseModel]:
+    """A request body as clients send it: the models' fields plus Twilio's envelope fields,
+    which every route accepts (the gate reads Token and FlowSid) and otherwise ignores."""
+    envelope: dict[str, Any] = {
+        field: (
+            str | None,
+            Field(default=None, description=GATE_FIELDS.get(field, "Twilio's; ignored")),
+        )
+        for field in sorted(ENVELOPE_FIELDS)
+    }
+    return create_model(name, __base__=models, **envelope)
+
+
+# The event body names its caller with the lookup's fields.
+INPUTS = [
+    _as_sent("LookupRequest", LookupRequest),
+    _as_sent("EventRequest", EventRequest, LookupRequest),
+]
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -49,8 +73,9 @@ def _errors(*statuses: int) -> dict[str, Any]:
         413: "Body over 64 KB",
         415: "A body neither form nor JSON",
         429: "This agent's or flow's lookup limit is reached (Retry-After says when to retry)",
-        502: "Segment refused the connector",
-        503: "Segment, or Twilio's token check, is unavailable",
+        502: "Segment refused the connector's request",
+        503: "Segment, or Twilio's token check, is unavailable; or the admin must fix the "
+        "connection: code space_not_found (check space_id) or token_refused (check the token)",
     }
     return {str(s): _json(ErrorBody, reasons[s]) for s in statuses}
 
@@ -151,14 +176,14 @@ def openapi_document() -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "The profile card of a caller, for Flex plugins",
-                    "requestBody": _body(LookupRequest),
+                    "requestBody": _body(INPUTS[0]),
                     "responses": card,
                 },
             },
             "/v1/studio/lookup": {
                 "post": {
                     "summary": "A flat lookup for Studio's Make HTTP Request widget",
-                    "requestBody": _body(LookupRequest),
+                    "requestBody": _body(INPUTS[0]),
                     "responses": {
                         "200": _json(StudioLookup, "Always 200 for a well-formed request"),
                         **_errors(400, *AUTH_ERRORS, 413, 415, 429),
@@ -168,10 +193,10 @@ def openapi_document() -> dict[str, Any]:
             "/v1/events": {
                 "post": {
                     "summary": "Write an interaction event back to Segment",
-                    "requestBody": _body(EventRequest),
+                    "requestBody": _body(INPUTS[1]),
                     "responses": {
                         "202": _json(EventAccepted, "Committed to the outbox"),
-                        **_errors(400, *AUTH_ERRORS, 404, 413, 415, 429),
+                        **_errors(400, *AUTH_ERRORS, 404, 413, 415, 429, 502),
                     },
                 }
             },

@@ -7,6 +7,7 @@ httpx exceptions never leave this module; Segment's statuses become the errors o
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from connector.errors import (
     ProfileApiError,
     ProfileNotFound,
     RateLimited,
+    SpaceNotFound,
     UpstreamInvalidRequest,
     UpstreamUnavailable,
 )
@@ -30,6 +32,9 @@ from connector.segment_responses import error_message, retry_after
 REQUEST_TIMEOUT = httpx.Timeout(3.0, connect=1.0)
 POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=50)
 USER_AGENT = "unified-profiles-connector"
+# Segment answers a wrong space id with a 404 too ("Space was not found."): only the message
+# tells it from a missing profile, and reading it here keeps that guess in one place.
+SPACE_NOT_FOUND = re.compile(r"\bspace\b.*\bnot\s+found\b", re.IGNORECASE)
 
 
 def build_http_client(transport: httpx.BaseTransport | None = None) -> httpx.Client:
@@ -144,6 +149,8 @@ def error_for(response: httpx.Response) -> ProfileApiError:
     message = error_message(response)
     if status in (401, 403):
         return AuthenticationFailed(message, status=status, request_id=request_id)
+    if status == 404 and SPACE_NOT_FOUND.search(message):
+        return SpaceNotFound(message, status=status, request_id=request_id)
     if status == 404:
         return ProfileNotFound(message, status=status, request_id=request_id)
     if status == 429:

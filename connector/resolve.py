@@ -2,7 +2,8 @@
 
 `+14155550123`, `(415) 555-0123`, `whatsapp:+44 7700 900123`, `sms:`/`tel:` prefixes,
 ` Ada@Example.COM ` and `type:value` identifiers all become an ordered list of candidates; the
-first one Segment knows wins.
+first one Segment knows wins. A withheld number (`anonymous`, `+266696687`, empty) and addresses
+that are no customer's (`client:agent_bob`, `sip:...`) become a NoCustomer, without asking Segment.
 """
 
 from __future__ import annotations
@@ -18,9 +19,28 @@ from connector.settings import LookupSection, PhoneFormat
 MAX_ADDRESS_LENGTH = 256
 # Channel prefixes Twilio puts on phone-based addresses (`From` of calls, SMS, WhatsApp, RCS).
 PHONE_CHANNELS = {"tel", "sms", "mms", "whatsapp", "rcs", "voice"}
+# Addresses of people and devices that are not customers' phones or emails: an agent's Twilio
+# Client identity, SIP endpoints.
+OTHER_CHANNELS = {"client", "sip", "sips"}
+# What carriers and Twilio put in `From` when the caller withholds their number: the words,
+# and the same words spelt on a phone keypad, which is how Twilio writes them as a number
+# (ANONYMOUS is +266696687; Twilio's changelog of 2022-11-16 on withheld caller IDs).
+WITHHELD_WORDS = frozenset(
+    {"anonymous", "restricted", "unknown", "blocked", "unavailable", "private", "withheld"}
+)
+WITHHELD_NUMBERS = frozenset(
+    {
+        "266696687",  # ANONYMOUS
+        "7378742833",  # RESTRICTED
+        "2562533",  # BLOCKED
+        "86282452253",  # UNAVAILABLE
+        "8656696",  # UNKNOWN
+    }
+)
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 IDENTIFIER = re.compile(r"^(?P<type>[a-z0-9_.\-]{1,100}):(?P<value>.+)$")
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+PUNCTUATION = re.compile(r"[\s().\-/]")
 FORMATS = {
     "e164": phonenumbers.PhoneNumberFormat.E164,
     "national": phonenumbers.PhoneNumberFormat.NATIONAL,
@@ -28,6 +48,9 @@ FORMATS = {
 }
 
 Kind = Literal["phone", "email", "identifier"]
+# The fields a request names its caller with (`from` is also read as Twilio's `From`).
+CallerField = Literal["from", "phone", "email", "identifier"]
+NoCustomerReason = Literal["withheld", "not_a_customer_address"]
 
 
 class InvalidAddress(ValueError):
@@ -49,6 +72,25 @@ class Address:
 
 
 @dataclass(frozen=True)
+class NoCustomer:
+    """A caller that no customer profile can stand behind: a withheld number, or an address
+    that is not a customer's (an agent's `client:`, a SIP URI, a short code, a sender name).
+
+    Normal in a contact centre, so not an error: the answer is "not found" without asking
+    Segment.
+    """
+
+    reason: NoCustomerReason
+
+    def key(self, raw: str) -> str:
+        """What logs hash for it: repeated calls from one SIP endpoint still line up."""
+        return f"none:{raw.strip().lower()}"
+
+
+Caller = Address | NoCustomer
+
+
+@dataclass(frozen=True)
 class Candidate:
     """One Segment identifier to look up, `type:value` as the Profile API takes it."""
 
@@ -59,25 +101,68 @@ class Candidate:
         return f"{self.type}:{self.value}"
 
 
-def parse_from(raw: str, default_country: str) -> Address:
-    """A raw `From` as Flex or Studio give it: a phone (maybe with a channel prefix) or an email."""
-    text = _clean(_restore_plus(raw))
+def read_caller(field: CallerField, raw: str, default_country: str) -> Caller:
+    """The caller one request field names.
+
+    `from` is a raw channel address, so anything well-formed that is not a phone or an email
+    is a NoCustomer; an explicit `phone`, `email` or `identifier` that does not parse is the
+    integrator's mistake and raises InvalidAddress, as does malformed input in any field.
+    """
+    if field == "from":
+        return parse_from(raw, default_country)
+    if field == "phone":
+        return _withheld_number(raw) or parse_phone(raw, default_country)
+    if field == "email":
+        return parse_email(raw)
+    return parse_identifier(raw)
+
+
+def parse_from(raw: str, default_country: str) -> Caller:
+    """A raw `From` as Flex or Studio give it: a phone (maybe with a channel prefix), an email,
+    or no customer; InvalidAddress only for malformed input (control characters, too long)."""
+    text = _checked(_restore_plus(raw))
+    if _is_withheld(text):
+        return NoCustomer("withheld")
+    try:
+        return _customer_address(text, default_country)
+    except InvalidAddress:
+        return NoCustomer("not_a_customer_address")
+
+
+def _customer_address(text: str, default_country: str) -> Address:
     prefix, sep, rest = text.partition(":")
     channel = prefix.lower() if sep else None
     if channel in PHONE_CHANNELS:
         return parse_phone(rest, default_country, channel)
     if channel == "mailto":
         return parse_email(rest)
-    if channel == "client":
-        raise InvalidAddress(
-            "a Twilio Client identity is not a customer address; "
-            "pass identifier=user_id:... if it is one"
-        )
+    if channel in OTHER_CHANNELS:  # `sip:ada@example.com` would otherwise read as an email
+        raise InvalidAddress("not a customer's address")
     if "@" in text:
         return parse_email(text)
-    if sep and not text.startswith("+") and not rest[:1].isdigit():
-        raise InvalidAddress(f"unsupported channel prefix {prefix[:20]!r}")
     return parse_phone(text, default_country, None)
+
+
+def _is_withheld(text: str) -> bool:
+    """Empty, a withheld word or Twilio's number for one, also behind a channel prefix
+    (`tel:anonymous`) or as a SIP user (`sip:anonymous@anonymous.invalid`, RFC 3323)."""
+    prefix, sep, rest = text.partition(":")
+    channel = prefix.lower() if sep else None
+    if channel in PHONE_CHANNELS:
+        text = rest
+    elif channel in ("sip", "sips"):
+        text = rest.partition("@")[0]
+    word = text.strip().lower()
+    return not word or word in WITHHELD_WORDS or _is_withheld_number(word)
+
+
+def _is_withheld_number(text: str) -> bool:
+    return PUNCTUATION.sub("", text).removeprefix("+") in WITHHELD_NUMBERS
+
+
+def _withheld_number(raw: str) -> NoCustomer | None:
+    """Twilio's numbers for a withheld caller parse as phone numbers, yet name no one."""
+    return NoCustomer("withheld") if _is_withheld_number(_checked(_restore_plus(raw))) else None
 
 
 def parse_phone(raw: str, default_country: str, channel: str | None = None) -> Address:
@@ -132,12 +217,17 @@ def _restore_plus(raw: str) -> str:
     return "+" + raw[1:] if re.match(r" \d", raw) else raw
 
 
-def _clean(raw: str) -> str:
+def _checked(raw: str) -> str:
+    """The text without surrounding spaces; InvalidAddress when it is malformed."""
     if len(raw) > MAX_ADDRESS_LENGTH:
         raise InvalidAddress(f"longer than {MAX_ADDRESS_LENGTH} characters")
     if CONTROL.search(raw):
         raise InvalidAddress("contains control characters")
-    text = raw.strip()
+    return raw.strip()
+
+
+def _clean(raw: str) -> str:
+    text = _checked(raw)
     if not text:
         raise InvalidAddress("empty")
     return text

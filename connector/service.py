@@ -16,13 +16,18 @@ from flask import current_app
 from connector.budget import Deadline, LocalRateBudget
 from connector.cache import Cached, CardCache
 from connector.cards import ProfileData, build_card
-from connector.errors import AuthenticationFailed, ProfileApiError, ProfileNotFound
+from connector.errors import (
+    AuthenticationFailed,
+    ProfileApiError,
+    ProfileNotFound,
+    SpaceNotFound,
+)
 from connector.hot_reload import ConnectionHolder
 from connector.logs import caller_hash
 from connector.lookup import ProfileLookup
 from connector.models import ProfileCard
 from connector.profile_api import ProfileClient, encode_identifier
-from connector.resolve import Address, candidates
+from connector.resolve import Address, NoCustomer, candidates
 from connector.settings import Connection
 from connector.writeback import Identity
 
@@ -40,6 +45,7 @@ class Upstream:
     token_accepted: bool | None
     detail: str
     request_id: str | None = None
+    code: str | None = None  # what failed, as the API names it (space_not_found, token_refused)
 
     @property
     def ok(self) -> bool:
@@ -167,6 +173,24 @@ class CardService:
         )
         return answer
 
+    def no_customer(self, caller: NoCustomer, lookup_input: str) -> CardAnswer:
+        """The "not found" card of a withheld or non-customer caller: Segment is not asked."""
+        connection = self.holder.current()
+        now = datetime.now(UTC)
+        card = build_card(connection.file, lookup_input, None, now, now, reason=caller.reason)
+        log.info(
+            "lookup",
+            extra={
+                "caller": caller_hash(caller.key(lookup_input), connection.token),
+                "kind": None,
+                "channel": None,
+                "outcome": "not_found",
+                "reason": caller.reason,
+                "ms": 0.0,
+            },
+        )
+        return CardAnswer(card, "not_found")
+
     @staticmethod
     def _log_lookup(
         connection: Connection, address: Address, outcome: str, started: float, **fields: object
@@ -233,18 +257,14 @@ class CardService:
         try:
             client.get("users", PROBE_IDENTIFIER, "metadata", Deadline(3.0))
             result = Upstream(True, True, "the space answered")
-        except ProfileNotFound as error:
-            # Only "Profile was not found" proves the space exists: a wrong space id is a 404 too.
-            if "Profile was not found" in error.message:
-                result = Upstream(True, True, "the space answered", error.request_id)
-            else:
-                result = Upstream(
-                    True, None, f"Segment answered: {error.message}", error.request_id
-                )
+        except ProfileNotFound as error:  # the space exists and took the token: no such profile
+            result = Upstream(True, True, "the space answered", error.request_id)
+        except SpaceNotFound as error:
+            result = Upstream(True, None, error.public_message, error.request_id, error.code)
         except AuthenticationFailed as error:
-            result = Upstream(True, False, "Segment refused the token", error.request_id)
+            result = Upstream(True, False, error.public_message, error.request_id, error.code)
         except ProfileApiError as error:
-            result = Upstream(False, None, error.public_message, error.request_id)
+            result = Upstream(False, None, error.public_message, error.request_id, error.code)
         with self._lock:
             self._probe = (time.monotonic(), result)
         return result

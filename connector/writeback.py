@@ -1,7 +1,9 @@
 """Interaction events for Segment: the request shape, its checks, and the Spec message it becomes.
 
 The body is a Segment Spec message (`type`, `event`, `properties`, `traits`, `groupId`,
-`timestamp`, optionally `messageId`) plus the caller (`from`, `phone`, `email`, `identifier`).
+`timestamp`, optionally `messageId`); the caller (`from`, `phone`, `email`, `identifier`) and
+Twilio's envelope fields are read and taken out before this schema sees it
+(connector.routes.inputs), so a field it does not know is a typo, refused.
 `type: subscriptions` takes the Segment Profiles destination's fields in snake_case and becomes an
 identify call carrying `context.messaging_subscriptions`. Studio's form fields use the same names,
 dotted for nesting (`properties.choice=2`).
@@ -33,7 +35,6 @@ CHANNELS = {
     "android_push_subscription_status": ("ANDROID_PUSH", "android_push_token"),
     "ios_push_subscription_status": ("IOS_PUSH", "ios_push_token"),
 }
-CALLER_FIELDS = ("identifier", "from", "phone", "email")
 Text = Annotated[str, Field(min_length=1, max_length=1000)]
 
 
@@ -49,11 +50,6 @@ class EventRequest(BaseModel):
     message_id: (
         Annotated[str, Field(min_length=1, max_length=99, pattern=r"^[\x21-\x7e]+$")] | None
     ) = Field(default=None, alias="messageId")
-    # the caller
-    from_: Text | None = Field(default=None, alias="from")
-    phone: Text | None = None
-    email: Text | None = None
-    identifier: Text | None = None
     # Send Subscriptions
     email_subscription_status: Status | None = None
     sms_subscription_status: Status | None = None
@@ -63,7 +59,6 @@ class EventRequest(BaseModel):
     email_subscription_groups: dict[str, Status] = {}
     android_push_token: Text | None = None
     ios_push_token: Text | None = None
-    token: str | None = Field(default=None, alias="Token")  # Flex's convention; checked elsewhere
 
     @field_validator(
         "email_subscription_status",
@@ -85,13 +80,7 @@ class EventRequest(BaseModel):
             raise ValueError("a group call needs `groupId`")
         if self.type == "subscriptions" and not any(getattr(self, f) for f in CHANNELS):
             raise ValueError("a subscriptions call needs at least one *_subscription_status")
-        if not any(self.caller(name) for name in CALLER_FIELDS):
-            raise ValueError("name the caller with from, phone, email or identifier")
         return self
-
-    def caller(self, name: str) -> str | None:
-        value: str | None = self.from_ if name == "from" else getattr(self, name)
-        return value
 
 
 class InvalidEvent(ValueError):
@@ -128,6 +117,14 @@ def unflatten(form: Mapping[str, str]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class ChannelKeys:
+    """What a subscriptions call subscribes: the event's `email`/`phone`, else the caller's."""
+
+    email: str | None = None
+    phone: str | None = None
+
+
+@dataclass(frozen=True)
 class Identity:
     """Who the event is about: the profile's user_id, else the identifier that found it."""
 
@@ -139,8 +136,7 @@ def build_message(
     request: EventRequest,
     identity: Identity,
     now: datetime,
-    caller_email: str | None,
-    caller_phone: str | None,
+    keys: ChannelKeys,
 ) -> dict[str, Any]:
     """The Spec message for Segment's tracking API, with a deterministic messageId."""
     context: dict[str, Any] = {
@@ -170,19 +166,17 @@ def build_message(
     if request.type == "group":
         message["groupId"] = request.group_id
     if request.type == "subscriptions":
-        context["messaging_subscriptions"] = _subscriptions(request, caller_email, caller_phone)
+        context["messaging_subscriptions"] = _subscriptions(request, keys)
     message["messageId"] = request.message_id or "upc-" + _digest(_canonical(message))[:40]
     if len(_canonical(message).encode()) > MAX_MESSAGE_BYTES:
         raise InvalidEvent("the event is larger than Segment's 32 KB per message")
     return message
 
 
-def _subscriptions(
-    request: EventRequest, caller_email: str | None, caller_phone: str | None
-) -> list[dict[str, Any]]:
+def _subscriptions(request: EventRequest, channel_keys: ChannelKeys) -> list[dict[str, Any]]:
     keys = {
-        "email": request.email or caller_email,
-        "phone": request.phone or caller_phone,
+        "email": channel_keys.email,
+        "phone": channel_keys.phone,
         "android_push_token": request.android_push_token,
         "ios_push_token": request.ios_push_token,
     }

@@ -76,7 +76,11 @@ def test_a_found_card() -> None:
         "name": "Ada Lovelace",
         "subtitle": "Customer since 2021",
     }
-    assert built["lookup"] == {"input": "+1 (415) 555-0123", "identifier": "phone:+14155550123"}
+    assert built["lookup"] == {
+        "input": "+1 (415) 555-0123",
+        "identifier": "phone:+14155550123",
+        "reason": None,
+    }
     assert built["identifiers"] == [
         {"type": "email", "label": "Email", "values": ["a@example.com", "b@example.com"]},
         {"type": "user_id", "label": "ID", "values": ["u1"]},
@@ -201,4 +205,14 @@ def test_studio_payload_stays_under_64_kb() -> None:
     flat = studio_payload(build_card(bare, "x", huge, NOW, NOW), "found")
     assert len(json.dumps(flat).encode()) < 64 * 1024
     assert flat["status"] == "found" and flat["found"] is True
+    assert "reason" in flat and "segment_id" in flat  # the fixed fields stay
     assert all(len(v) <= 500 for v in flat.values() if isinstance(v, str))
+
+
+@pytest.mark.parametrize("reason", ["withheld", "not_a_customer_address"])
+def test_a_caller_who_is_no_customer_is_a_not_found_card_with_the_reason(reason: str) -> None:
+    built = build_card(CONFIG, "anonymous", None, NOW, NOW, reason=reason)  # type: ignore[arg-type]
+    assert built.found is False and built.lookup.reason == reason
+    flat = studio_payload(built, "not_found")
+    assert (flat["found"], flat["status"], flat["reason"]) == (False, "not_found", reason)
+    assert studio_payload(build_card(CONFIG, "x", None, NOW, NOW), "not_found")["reason"] is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from pathlib import Path
@@ -42,7 +43,11 @@ def test_a_phone_lookup_gives_the_agent_card(connector: RunningConnector) -> Non
     card = response.json()
     assert list(card) == CARD_KEYS
     assert card["found"] is True and card["connection"] == "Owl Goods (demo)"
-    assert card["lookup"] == {"input": "+1 (415) 555-0123", "identifier": "phone:+14155550123"}
+    assert card["lookup"] == {
+        "input": "+1 (415) 555-0123",
+        "identifier": "phone:+14155550123",
+        "reason": None,
+    }
     assert card["profile"]["name"] == "Ada Lovelace"
     assert card["profile"]["subtitle"] == "Customer since 2021"
     assert card["profile"]["segment_id"].startswith("use_")
@@ -93,7 +98,7 @@ def test_not_found_is_a_successful_lookup(connector: RunningConnector) -> None:
     card = response.json()
     assert list(card) == CARD_KEYS
     assert card["found"] is False and card["profile"] is None and card["traits"] == []
-    assert card["lookup"] == {"input": "+14155550100", "identifier": None}
+    assert card["lookup"] == {"input": "+14155550100", "identifier": None, "reason": None}
 
 
 @pytest.mark.parametrize(
@@ -101,19 +106,117 @@ def test_not_found_is_a_successful_lookup(connector: RunningConnector) -> None:
     [
         {},
         {"from": "+14155550123", "email": "a@example.com"},
-        {"from": "hello"},
+        {"from": "+14155550123", "From": "+14155550199"},
+        {"from": "+1415555\x000123"},
+        {"from": "+1" + "4" * 300},
         {"phone": "12"},
+        {"phone": "anonymous"},
+        {"phone": ""},
         {"email": "not-an-email"},
         {"identifier": "nocolon"},
-        {"from": "client:alice"},
     ],
 )
 def test_bad_input_is_a_clean_400(connector: RunningConnector, params: dict[str, str]) -> None:
     response = connector.card(**params)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_request_error"
-    for value in params.values():
+    for value in filter(None, params.values()):
         assert value not in response.json()["error"]["message"]
+
+
+# --- callers that are no customer ----------------------------------------------------------
+
+WITHHELD = ["anonymous", "Restricted", "Unknown", "+266696687", "+7378742833", "+86282452253", ""]
+NOT_A_CUSTOMER = ["client:agent_bob", "sip:ada@example.com", "86753", "OwlGoods", "hello"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [(raw, "withheld") for raw in WITHHELD]
+    + [(raw, "not_a_customer_address") for raw in NOT_A_CUSTOMER],
+)
+def test_withheld_and_non_customer_callers_are_not_found_without_asking_segment(
+    connector: RunningConnector, demo: RunningSandbox, raw: str, reason: str
+) -> None:
+    before = demo.control.stats()["profile_api"]["requests"]
+    response = connector.card(**{"from": raw})
+    assert response.status_code == 200, response.text
+    card = response.json()
+    assert list(card) == CARD_KEYS
+    assert (card["found"], card["profile"]) == (False, None)
+    assert card["lookup"] == {"input": raw, "identifier": None, "reason": reason}
+    flat = connector.http.post("/v1/studio/lookup", data={"From": raw}).json()
+    assert (flat["found"], flat["status"], flat["reason"]) == (False, "not_found", reason)
+    assert demo.control.stats()["profile_api"]["requests"] == before
+
+
+def test_a_withheld_caller_is_audited_as_not_found(
+    connector: RunningConnector, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="connector.audit")
+    assert connector.card(**{"from": "anonymous"}).status_code == 200
+    audits = [r for r in caplog.records if r.name == "connector.audit"]
+    assert audits[-1].outcome == "not_found"  # type: ignore[attr-defined]
+    assert audits[-1].caller.startswith("h_")  # type: ignore[attr-defined]
+
+
+# --- one reader of caller fields, for every route ---------------------------------------------
+
+
+def test_a_field_repeated_with_the_same_value_is_one_field(connector: RunningConnector) -> None:
+    query = httpx.QueryParams(
+        [("from", "+14155550123"), ("from", "+14155550123"), ("From", "+14155550123")]
+    )
+    assert connector.http.get("/v1/cards", params=query).json()["found"] is True
+    both = connector.http.post(
+        "/v1/cards", params={"from": "+14155550123"}, data={"From": "+14155550123"}
+    )
+    assert both.json()["profile"]["name"] == "Ada Lovelace"
+
+
+@pytest.mark.parametrize(
+    ("query", "body"),
+    [
+        ([("from", "+14155550123"), ("from", "+14155550199")], None),  # repeated in the query
+        ([("from", "+14155550123")], {"From": "+14155550199"}),  # query and body
+        ([("phone", "+14155550123")], {"phone": "+14155550199"}),
+        ([], {"from": "+14155550123", "From": "+14155550199"}),  # from and From
+        ([], {"from": "+14155550123", "identifier": "user_id:u-ada"}),  # two kinds
+        ([("email", "ada@example.com")], {"From": "+14155550123"}),
+    ],
+)
+@pytest.mark.parametrize("path", ["/v1/cards", "/v1/studio/lookup"])
+def test_conflicting_caller_fields_are_a_400_that_names_no_value(
+    connector: RunningConnector,
+    path: str,
+    query: list[tuple[str, str | int | float | bool | None]],
+    body: dict[str, str] | None,
+) -> None:
+    params = httpx.QueryParams(query)
+    for as_json in (False, True):
+        response = (
+            connector.http.post(path, params=params, json=body)
+            if as_json
+            else connector.http.post(path, params=params, data=body)
+        )
+        assert response.status_code == 400, response.text
+        message = response.json()["error"]["message"]
+        assert "4155550" not in message and "@" not in message and "u-ada" not in message
+
+
+def test_twilio_envelope_fields_are_accepted_on_every_lookup(connector: RunningConnector) -> None:
+    envelope = {
+        "FlowSid": "FW" + "0" * 32,
+        "ExecutionSid": "FN" + "0" * 32,
+        "AccountSid": "AC" + "0" * 32,
+        "CallSid": "CA" + "0" * 32,
+        "To": "+14155550000",
+        "Direction": "inbound",
+    }
+    studio = connector.http.post("/v1/studio/lookup", data={"From": "+14155550123", **envelope})
+    assert studio.json()["status"] == "found"
+    card = connector.http.post("/v1/cards", json={"from": "+14155550123", **envelope})
+    assert card.json()["found"] is True
 
 
 @pytest.mark.parametrize(
@@ -303,7 +406,49 @@ def test_readiness_reports_a_refused_token(
     ready = connector.http.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["upstream"]["token_accepted"] is False
+    assert ready.json()["upstream"]["code"] == "token_refused"
     assert "wrong-token" not in ready.text
+
+
+def wrong_space(connector: RunningConnector) -> str:
+    """Mistype the connection's space_id (the file is re-read on every request); the good text."""
+    good = connector.config.read_text()
+    connector.config.write_text(good.replace('space_id = "spa_test"', 'space_id = "spa_tset"'))
+    return good
+
+
+def test_a_missing_space_is_a_503_that_names_it_not_an_unknown_customer(
+    make_connector: ConnectorFactory, own_sandbox: RunningSandbox
+) -> None:
+    connector = make_connector(own_sandbox)
+    good = wrong_space(connector)
+    response = connector.card(**{"from": "tel:+14155550199"})  # two candidate formats
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "space_not_found" and "check space_id" in error["message"]
+    # Not a "no" about this customer: the next candidate is not tried, and nothing is cached.
+    assert own_sandbox.control.stats()["profile_api"]["requests"] == 1
+    flat = connector.http.post("/v1/studio/lookup", data={"From": "+14155550199"})
+    assert flat.status_code == 200
+    assert (flat.json()["status"], flat.json()["reason"]) == ("unavailable", "space_not_found")
+    assert "space_id" in flat.json()["message"]
+    ready = connector.http.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["upstream"]["code"] == "space_not_found"
+    assert "space_id" in ready.json()["upstream"]["detail"]
+    connector.config.write_text(good)
+    assert connector.card(**{"from": "tel:+14155550199"}).json()["found"] is True
+
+
+def test_a_refused_token_is_a_503_that_names_it(
+    make_connector: ConnectorFactory, own_sandbox: RunningSandbox
+) -> None:
+    connector = make_connector(own_sandbox, token="wrong-token")
+    response = connector.card(**{"from": "+14155550123"})
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "token_refused"
+    flat = connector.http.post("/v1/studio/lookup", data={"From": "+14155550123"}).json()
+    assert (flat["status"], flat["reason"]) == ("unavailable", "token_refused")
+    assert "wrong-token" not in response.text + str(flat)
 
 
 def test_readiness_when_segment_is_down(

@@ -63,6 +63,7 @@ def test_check_passes_with_a_working_space_and_token(
 def test_check_fails_on_a_refused_token(tmp_path: Path, sandbox: RunningSandbox) -> None:
     result = check(write(tmp_path, connection_toml(sandbox.url)), token="not-the-token")
     assert result.returncode == 1
+    assert "token_refused" in result.stderr
     assert "refused the token in SEGMENT_PROFILE_API_TOKEN" in result.stderr
     assert "not-the-token" not in result.stdout + result.stderr
 
@@ -81,7 +82,8 @@ def test_check_proves_the_twilio_credentials(tmp_path: Path, sandbox: RunningSan
 def test_check_fails_on_an_unknown_space(tmp_path: Path, sandbox: RunningSandbox) -> None:
     text = connection_toml(sandbox.url).replace('space_id = "spa_test"', 'space_id = "spa_nope"')
     result = check(write(tmp_path, text))
-    assert result.returncode == 1 and "Space was not found" in result.stderr
+    assert result.returncode == 1 and "space_not_found" in result.stderr
+    assert "Segment has no space 'spa_nope'; check space_id in" in result.stderr
 
 
 def test_check_fails_when_segment_is_unreachable(tmp_path: Path) -> None:

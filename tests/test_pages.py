@@ -85,7 +85,8 @@ def test_no_profile_is_a_fragment_too(connector: RunningConnector) -> None:
     [
         (None, {"from": ADA}, 401, "Sign in again"),
         ("forged", {"from": ADA}, 401, "Sign in again"),
-        ("agent", {"from": "junk-input-xyz"}, 400, "Nothing to look up"),
+        ("agent", {"from": "junk-input-xyz" * 20}, 400, "Nothing to look up"),  # too long
+        ("agent", {"phone": "junk-input-xyz"}, 400, "Nothing to look up"),
         ("agent", {}, 400, "Nothing to look up"),
         ("agent", {"from": ADA, "padding": "x" * 70_000}, 413, "Nothing to look up"),
     ],
@@ -118,6 +119,33 @@ def test_a_token_or_a_caller_in_the_query_string_is_refused(
     body = {"Token": connector.agent_token} if name.lower() != "token" else {"from": ADA}
     posted = httpx.post(f"{connector.url}/cards/view", params={name: secret}, data=body)
     assert posted.status_code == (401 if name.lower() == "token" else 400), posted.text
+
+
+@pytest.mark.parametrize(
+    ("caller", "line"),
+    [
+        ("anonymous", "Caller ID withheld"),
+        ("+266696687", "Caller ID withheld"),
+        ("", "Caller ID withheld"),
+        ("client:agent_bob", "Not a customer&#39;s address"),
+    ],
+)
+def test_a_withheld_caller_is_a_page_that_says_so(
+    connector: RunningConnector, caller: str, line: str
+) -> None:
+    page = view(connector, connector.agent_token, **{"from": caller})
+    assert page.status_code == 200 and line in page.text
+    assert "No profile" not in page.text
+
+
+def test_a_missing_space_is_a_page_that_tells_the_admin_what_to_fix(
+    make_connector: ConnectorFactory, make_sandbox: SandboxFactory
+) -> None:
+    connector = make_connector(make_sandbox(data="demo"))
+    text = connector.config.read_text()
+    connector.config.write_text(text.replace('space_id = "spa_test"', 'space_id = "spa_tset"'))
+    page = view(connector, connector.agent_token, **{"from": ADA})
+    assert page.status_code == 503 and "check space_id in the connection file" in page.text
 
 
 def test_segment_down_is_a_503_fragment(

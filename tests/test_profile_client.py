@@ -14,6 +14,7 @@ from connector.errors import (
     AuthenticationFailed,
     ProfileNotFound,
     RateLimited,
+    SpaceNotFound,
     UpstreamInvalidRequest,
     UpstreamUnavailable,
 )
@@ -54,11 +55,12 @@ def client(
     token: str = TOKEN,
     rate: float = 1000,
     attempts: int = 4,
+    space: str = SPACE,
 ) -> ProfileClient:
     return ProfileClient(
         http,
         sandbox.url,
-        SPACE,
+        space,
         SecretStr(token),
         LocalRateBudget(rate),
         RetryPolicy(attempts=attempts, base=0.05),
@@ -103,8 +105,20 @@ def test_a_wrong_token_fails_at_once_without_retrying(
     with pytest.raises(AuthenticationFailed) as caught:
         name(client(http, sandbox, token="wrong"), "user_id", "u1")
     assert caught.value.request_id
+    assert (caught.value.status, caught.value.code) == (503, "token_refused")
     assert "wrong" not in str(caught.value) and "wrong" not in caught.value.public_message
     assert sandbox.control.stats()["profile_api"]["requests"] == 1
+
+
+def test_a_missing_space_is_not_a_missing_profile(
+    http: httpx.Client, sandbox: RunningSandbox
+) -> None:
+    with pytest.raises(SpaceNotFound) as caught:
+        name(client(http, sandbox, space="spa_typo"), "user_id", "u1")
+    assert not isinstance(caught.value, ProfileNotFound)  # a lookup must not move on
+    assert caught.value.code == "space_not_found" and caught.value.status == 503
+    assert "space_id" in caught.value.public_message and caught.value.request_id
+    assert sandbox.control.stats()["profile_api"]["requests"] == 1  # not retried
 
 
 def test_invalid_requests_are_not_retried(http: httpx.Client, sandbox: RunningSandbox) -> None:

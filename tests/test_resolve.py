@@ -5,13 +5,26 @@ from __future__ import annotations
 import pytest
 
 from connector.resolve import (
+    WITHHELD_NUMBERS,
+    WITHHELD_WORDS,
+    Address,
     InvalidAddress,
+    NoCustomer,
     candidates,
     parse_email,
     parse_from,
     parse_identifier,
+    read_caller,
 )
 from connector.settings import LookupSection
+
+
+def address(raw: str, country: str = "US") -> Address:
+    """A `From` that must name a customer."""
+    parsed = parse_from(raw, country)
+    assert isinstance(parsed, Address), parsed
+    return parsed
+
 
 # (raw From, default country, expected E.164, expected channel)
 PHONES = [
@@ -49,13 +62,13 @@ PHONES = [
 
 @pytest.mark.parametrize(("raw", "country", "e164", "channel"), PHONES)
 def test_phones(raw: str, country: str, e164: str, channel: str | None) -> None:
-    address = parse_from(raw, country)
-    assert (address.kind, address.value, address.channel) == ("phone", e164, channel)
+    parsed = address(raw, country)
+    assert (parsed.kind, parsed.value, parsed.channel) == ("phone", e164, channel)
 
 
 def test_phones_cover_at_least_ten_countries() -> None:
     countries = {
-        parse_from(raw, country).number.country_code  # type: ignore[union-attr]
+        address(raw, country).number.country_code  # type: ignore[union-attr]
         for raw, country, _, _ in PHONES
     }
     assert len(countries) >= 10
@@ -72,8 +85,8 @@ def test_phones_cover_at_least_ten_countries() -> None:
     ],
 )
 def test_emails(raw: str, email: str) -> None:
-    address = parse_from(raw, "US")
-    assert (address.kind, address.value) == ("email", email)
+    parsed = address(raw)
+    assert (parsed.kind, parsed.value) == ("email", email)
     assert parse_email(raw.removeprefix("mailto:")).value == email
 
 
@@ -82,29 +95,96 @@ def test_emails(raw: str, email: str) -> None:
     [
         "",
         "   ",
+        "anonymous",
+        "Anonymous",
+        "Restricted",
+        "UNKNOWN",
+        "private",
+        "+266696687",  # Twilio's number for ANONYMOUS
+        " 266696687",  # its "+" decoded as a space in a query string
+        "+7378742833",  # RESTRICTED
+        "+2562533",  # BLOCKED
+        "+86282452253",  # UNAVAILABLE, a possible number in China
+        "+8656696",  # UNKNOWN
+        "tel:anonymous",
+        "whatsapp:",
+        "sip:anonymous@anonymous.invalid",  # RFC 3323
+    ],
+)
+def test_withheld_caller_ids_are_no_customer(raw: str) -> None:
+    assert parse_from(raw, "US") == NoCustomer("withheld")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "client:agent_bob",
+        "client:alice",
+        "sip:ada@example.com",  # not an email, though it reads like one
+        "sips:+14155550123@trunk.example.com",
         "hello",
+        "OwlGoods",  # an alphanumeric sender id
         "+1",
         "12",
-        "whatsapp:",
+        "86753",  # a short code
         "sms:hello",
         "messenger:12345",
-        "client:alice",
         "ada@",
         "@example.com",
         "ada@example",
-        "+1 415 555 0123\n",
-        "\x00+1415",
-        "+" + "1" * 300,
+        "mailto:ada",
         "<script>alert(1)</script>",
         "../../etc/passwd",
         "tel:+999 1234",
+        "user_id:u-ada",  # an identifier is given as identifier=, not as a channel address
+        "\u202e+14155550123",
     ],
 )
-def test_junk_is_refused_with_a_reason(raw: str) -> None:
+def test_addresses_that_are_no_customers_are_no_customer(raw: str) -> None:
+    assert parse_from(raw, "US") == NoCustomer("not_a_customer_address")
+
+
+@pytest.mark.parametrize(
+    "raw", ["+1 415 555 0123\n", "\x00+1415", "+" + "1" * 300, "ada\x85@example.com", "\t"]
+)
+def test_malformed_input_is_refused_with_a_reason(raw: str) -> None:
     with pytest.raises(InvalidAddress) as caught:
         parse_from(raw, "US")
     assert str(caught.value)
     assert raw.strip() == "" or raw.strip() not in str(caught.value)  # no echo of the input
+
+
+@pytest.mark.parametrize(
+    ("field", "raw"),
+    [
+        ("phone", "anonymous"),
+        ("phone", ""),
+        ("phone", "client:alice"),
+        ("email", "anonymous"),
+        ("email", ""),
+        ("identifier", "anonymous"),
+        ("identifier", ""),
+    ],
+)
+def test_explicit_fields_that_do_not_parse_are_refused(field: str, raw: str) -> None:
+    with pytest.raises(InvalidAddress):
+        read_caller(field, raw, "US")  # type: ignore[arg-type]
+
+
+def test_an_explicit_phone_that_is_twilios_withheld_number_is_no_customer() -> None:
+    assert read_caller("phone", "+86282452253", "US") == NoCustomer("withheld")
+    assert read_caller("phone", "+14155550123", "US") == address("+14155550123")
+
+
+KEYPAD = {**dict.fromkeys("abc", "2"), **dict.fromkeys("def", "3"), **dict.fromkeys("ghi", "4")}
+KEYPAD |= {**dict.fromkeys("jkl", "5"), **dict.fromkeys("mno", "6"), **dict.fromkeys("pqrs", "7")}
+KEYPAD |= {**dict.fromkeys("tuv", "8"), **dict.fromkeys("wxyz", "9")}
+
+
+def test_withheld_numbers_are_withheld_words_spelt_on_a_keypad() -> None:
+    spelt = {"".join(KEYPAD[c] for c in word) for word in WITHHELD_WORDS}
+    assert spelt >= WITHHELD_NUMBERS
+    assert "266696687" in WITHHELD_NUMBERS  # ANONYMOUS, as Twilio writes it
 
 
 @pytest.mark.parametrize(
@@ -131,7 +211,7 @@ def test_candidates_follow_the_configured_order() -> None:
         phone_formats=["e164", "national", "e164_digits", "international"],
         email_identifiers=["email", "user_id"],
     )
-    phone = candidates(parse_from("whatsapp:+14155550123", "US"), lookup)
+    phone = candidates(address("whatsapp:+14155550123"), lookup)
     assert [str(c) for c in phone] == [
         "phone:+14155550123",
         "phone:(415) 555-0123",
@@ -142,6 +222,6 @@ def test_candidates_follow_the_configured_order() -> None:
         "user_id:14155550123",
         "user_id:+1 415-555-0123",
     ]
-    email = candidates(parse_from("Ada@Example.com", "US"), lookup)
+    email = candidates(address("Ada@Example.com"), lookup)
     assert [str(c) for c in email] == ["email:ada@example.com", "user_id:ada@example.com"]
     assert [str(c) for c in candidates(parse_identifier("user_id:u1"), lookup)] == ["user_id:u1"]

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from connector.outbox import Outbox
-from tests.conftest import ConnectorFactory, RunningConnector, RunningSandbox, SandboxFactory
+from tests.conftest import (
+    TOKEN,
+    ConnectorFactory,
+    RunningConnector,
+    RunningSandbox,
+    SandboxFactory,
+)
 
 ENGAGEMENT = {
     "type": "track",
@@ -146,20 +152,16 @@ def test_events_are_kept_when_segment_cannot_identify_the_caller(
 def test_studio_posts_a_form_with_dotted_fields(
     connector: RunningConnector, sandbox: RunningSandbox
 ) -> None:
+    # The same parameters as the flow's lookup widget: Twilio's `From`, the flow's SID, and
+    # the envelope fields integrators copy from widget to widget.
     response = connector.http.post(
         "/v1/events",
         data={
             "From": "whatsapp:+5511912345678",
-            "event": "IVR Choice",
-            "properties.choice": "2",
-            "properties.menu.name": "main",
-        },
-    )
-    assert response.status_code == 400  # Studio's `From` is for lookups; events take `from`
-    response = connector.http.post(
-        "/v1/events",
-        data={
-            "from": "whatsapp:+5511912345678",
+            "FlowSid": "FW" + "0" * 32,
+            "ExecutionSid": "FN" + "0" * 32,
+            "AccountSid": "AC" + "0" * 32,
+            "To": "whatsapp:+14155550000",
             "event": "IVR Choice",
             "properties.choice": "2",
             "properties.menu.name": "main",
@@ -242,8 +244,16 @@ def test_identify_traits_change_the_card(connector: RunningConnector) -> None:
             400,
         ),  # no phone to subscribe
         ({**ENGAGEMENT}, 400),  # no caller
-        ({**ENGAGEMENT, "from": "hello"}, 400),
+        ({**ENGAGEMENT, "from": "hello"}, 404),  # no customer's address: nothing to write to
+        ({**ENGAGEMENT, "from": "anonymous"}, 404),
+        ({**ENGAGEMENT, "From": ""}, 404),
+        ({**ENGAGEMENT, "from": "client:agent_bob"}, 404),
+        ({**ENGAGEMENT, "from": "+14155550123", "From": "+14155550199"}, 400),
+        ({**ENGAGEMENT, "from": "+14155550123", "email": "ada@example.com"}, 400),
+        ({**ENGAGEMENT, "phone": "anonymous"}, 400),
         ({**ENGAGEMENT, "from": "+14155550123", "surprise": 1}, 400),
+        ({**ENGAGEMENT, "from": "+14155550123", "token": "x"}, 400),  # Flex's is `Token`
+        ({**ENGAGEMENT, "from": "+14155550123", "evnt": "Typo"}, 400),
         ({**ENGAGEMENT, "from": "+14155550123", "properties": {"blob": "x" * 40_000}}, 400),
         ({**ENGAGEMENT, "from": "+14155550123", "messageId": "m" * 100}, 400),
     ],
@@ -253,6 +263,80 @@ def test_refusals(connector: RunningConnector, body: dict[str, Any], status: int
     assert response.status_code == status, response.text
     assert set(response.json()["error"]) == {"code", "message"}
     assert outbox(connector).depth().pending == 0
+
+
+@pytest.mark.parametrize(
+    ("caller", "why"),
+    [("anonymous", "withheld"), ("+266696687", "withheld"), ("client:agent_bob", "customer")],
+)
+def test_an_event_about_no_customer_records_nothing_and_asks_no_one(
+    connector: RunningConnector, sandbox: RunningSandbox, caller: str, why: str
+) -> None:
+    before = sandbox.control.stats()["profile_api"]["requests"]
+    response = connector.http.post("/v1/events", data={"From": caller, "event": "IVR Choice"})
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "not_found" and "nothing was recorded" in error["message"]
+    assert why in error["message"] and caller not in error["message"]
+    assert outbox(connector).depth().pending == 0
+    assert sandbox.control.stats()["profile_api"]["requests"] == before
+
+
+def test_a_form_field_repeated_with_different_values_is_refused(
+    connector: RunningConnector,
+) -> None:
+    body = [("from", "+14155550123"), ("event", "A"), ("event", "B")]
+    response = connector.http.post(
+        "/v1/events",
+        content="&".join(f"{k}={v}" for k, v in body).replace("+", "%2B"),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 400, response.text
+    caller_twice = connector.http.post(
+        "/v1/events", params={"From": "+14155550199"}, json={**ENGAGEMENT, "from": "+14155550123"}
+    )
+    assert caller_twice.status_code == 400
+    assert outbox(connector).depth().pending == 0
+
+
+def test_a_subscriptions_call_subscribes_the_email_it_names_for_the_caller_it_names(
+    connector: RunningConnector, sandbox: RunningSandbox
+) -> None:
+    response = post(
+        connector,
+        {
+            "type": "subscriptions",
+            "from": "+14155550123",
+            "email": " Ada.Work@Example.com ",
+            "email_subscription_status": "true",
+        },
+    )
+    assert response.status_code == 202, response.text
+    drained(connector)
+    profile = sandbox.control.profile("users", "user_id:u-ada")
+    assert profile is not None
+    statuses = {(s["type"], s["key"]): s["status"] for s in profile["subscriptions"]}
+    assert statuses[("EMAIL", "ada.work@example.com")] == "SUBSCRIBED"
+
+
+def wrong_space(connector: RunningConnector) -> None:
+    text = connector.config.read_text()
+    connector.config.write_text(text.replace('space_id = "spa_test"', 'space_id = "spa_tset"'))
+
+
+@pytest.mark.parametrize("cause", ["space_not_found", "token_refused"])
+def test_an_event_whose_caller_segment_cannot_be_asked_about_is_a_503_to_retry(
+    make_connector: ConnectorFactory, sandbox: RunningSandbox, cause: str
+) -> None:
+    extra = f'\n[writeback]\nenabled = true\ntracking_api_url = "{sandbox.url}"\n'
+    token = "wrong-token" if cause == "token_refused" else TOKEN
+    connector = make_connector(sandbox, extra, token=token)
+    if cause == "space_not_found":
+        wrong_space(connector)
+    response = post(connector, {**ENGAGEMENT, "from": "+14155550123"})
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["code"] == cause
+    assert outbox(connector).depth().pending == 0  # not accepted into nothing
 
 
 def test_write_back_off_is_403(make_connector: ConnectorFactory, sandbox: RunningSandbox) -> None:

@@ -7,7 +7,8 @@ from flask import Blueprint, Response, jsonify
 from connector.audit import note_outcome
 from connector.cards import studio_payload
 from connector.errors import ProfileApiError
-from connector.routes.inputs import arrival, lookup_address
+from connector.resolve import NoCustomer
+from connector.routes.inputs import arrival, lookup_caller
 from connector.service import CardAnswer, current_service
 
 blueprint = Blueprint("cards", __name__)
@@ -16,12 +17,15 @@ blueprint = Blueprint("cards", __name__)
 def look_up() -> CardAnswer:
     """The card for the address the request names, its outcome noted for the audit trail."""
     service = current_service()
-    address, raw = lookup_address(service.holder.current().file.lookup.default_country)
-    try:
-        answer = service.card(address, raw, arrival())
-    except ProfileApiError:
-        note_outcome("unavailable")
-        raise
+    caller, raw = lookup_caller(service.holder.current().file.lookup.default_country)
+    if isinstance(caller, NoCustomer):  # withheld, or an agent's or SIP address: nothing to ask
+        answer = service.no_customer(caller, raw)
+    else:
+        try:
+            answer = service.card(caller, raw, arrival())
+        except ProfileApiError:
+            note_outcome("unavailable")
+            raise
     note_outcome(answer.status)
     return answer
 
@@ -34,7 +38,8 @@ def card() -> Response:
 
 @blueprint.post("/v1/studio/lookup")
 def studio_lookup() -> Response:
-    """Always 200 for a well-formed request: Studio's Split widget branches on `status`."""
+    """Always 200 for a well-formed request: Studio's Split widget branches on `status`, and
+    on `reason` for why (a withheld caller ID; a missing space or a refused token)."""
     try:
         answer = look_up()
     except ProfileApiError as error:
@@ -43,7 +48,8 @@ def studio_lookup() -> Response:
                 "found": False,
                 "status": "unavailable",
                 "connection": current_service().holder.current().file.connection.friendly_name,
-                "reason": error.public_message,
+                "reason": error.code,
+                "message": error.public_message,
             }
         )
     return jsonify(studio_payload(answer.card, answer.status))

@@ -39,6 +39,7 @@ def readyz() -> Response:
             token_accepted=upstream.token_accepted,
             detail=upstream.detail,
             request_id=upstream.request_id,
+            code=upstream.code,
         ),
         cache=service.cache_stats(),
     )
