@@ -34,6 +34,7 @@ CHANNELS = {
     "ios_push_subscription_status": ("IOS_PUSH", "ios_push_token"),
 }
 CALLER_FIELDS = ("identifier", "from", "phone", "email")
+MAX_NAME_SHOWN = 60  # characters of a caller's field name quoted back in an error
 Text = Annotated[str, Field(min_length=1, max_length=1000)]
 
 
@@ -103,7 +104,7 @@ def parse_event(data: Mapping[str, Any]) -> EventRequest:
         return EventRequest.model_validate(dict(data))
     except ValidationError as error:
         first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where = ".".join(_shown(str(p)) for p in first["loc"])
         message = str(first["msg"]).removeprefix("Value error, ")
         raise InvalidEvent(f"{where}: {message}" if where else message) from None
 
@@ -119,12 +120,19 @@ def unflatten(form: Mapping[str, str]) -> dict[str, Any]:
         for part in parents:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise InvalidEvent(f"{key}: conflicts with the field {part}")
+                raise InvalidEvent(f"{_shown(key)}: conflicts with the field {_shown(part)}")
             node = child
         if isinstance(node.get(leaf), dict):
-            raise InvalidEvent(f"{key}: conflicts with fields under it")
+            raise InvalidEvent(f"{_shown(key)}: conflicts with fields under it")
         node[leaf] = value
     return result
+
+
+def _shown(name: str) -> str:
+    """A field name the caller chose, short enough to quote back in an error message."""
+    if len(name) <= MAX_NAME_SHOWN:
+        return name
+    return f"{name[: MAX_NAME_SHOWN - 20]}\u2026 ({len(name):,} characters)"
 
 
 @dataclass(frozen=True)

@@ -255,6 +255,20 @@ def test_refusals(connector: RunningConnector, body: dict[str, Any], status: int
     assert outbox(connector).depth().pending == 0
 
 
+def test_an_over_long_field_name_is_not_echoed(connector: RunningConnector) -> None:
+    long_name, half = "n" * 60_000, "n" * 30_000  # the form names it twice: under 64 KB
+    refusals = [
+        post(connector, {**ENGAGEMENT, "from": "+14155550123", long_name: 1}),
+        connector.http.post(  # a form whose dotted names conflict, as Studio might send
+            "/v1/events", data={"event": "E", "from": "+14155550123", half: "1", f"{half}.x": "2"}
+        ),
+    ]
+    for response in refusals:
+        assert response.status_code == 400, response.text
+        assert len(response.content) < 1024
+        assert response.json()["error"]["message"].startswith("Invalid event: nnn")
+
+
 def test_write_back_off_is_403(make_connector: ConnectorFactory, sandbox: RunningSandbox) -> None:
     response = post(make_connector(sandbox), {**ENGAGEMENT, "from": "+14155550123"})
     assert response.status_code == 403

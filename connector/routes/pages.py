@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, render_template
 
-from connector.errors import ProfileApiError
+from connector.errors import ProfileApiError, bounded
 from connector.routes.cards import look_up
 from connector.service import current_service
 
@@ -49,4 +49,5 @@ def page_response(html: str, status: int) -> Response:
 
 def error_page(status: int, message: str) -> Response:
     title = TITLES.get(status, "Something went wrong")
-    return page_response(render_template("error.html", title=title, message=message), status)
+    page = render_template("error.html", title=title, message=bounded(message))
+    return page_response(page, status)
