@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from connector import audit
 from connector.auth import Gate
+from connector.body_limit import BodyLimit
 from connector.drainer import Drainer
 from connector.errors import ConnectorError, error_response
 from connector.flex_tokens import FlexTokens
@@ -64,7 +65,8 @@ def create_app(
     drainer.start()
     gate = Gate(holder, FlexTokens(service.http), settings.processes)
     app.before_request(gate.admit)
-    app.wsgi_app = TrustedProxies(app.wsgi_app, holder)  # type: ignore[method-assign]
+    proxied = TrustedProxies(app.wsgi_app, holder)
+    app.wsgi_app = BodyLimit(proxied, MAX_BODY_BYTES)  # type: ignore[method-assign]
     app.register_blueprint(cards.blueprint)
     app.register_blueprint(events.blueprint)
     app.register_blueprint(health.blueprint)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -267,6 +270,57 @@ def test_an_over_long_field_name_is_not_echoed(connector: RunningConnector) -> N
         assert response.status_code == 400, response.text
         assert len(response.content) < 1024
         assert response.json()["error"]["message"].startswith("Invalid event: nnn")
+
+
+def chunks(body: bytes, size: int = 4096) -> Iterator[bytes]:
+    """The body as a generator: httpx sends it with Transfer-Encoding: chunked."""
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+def test_a_chunked_body_is_limited_like_a_sized_one(connector: RunningConnector) -> None:
+    event = {**ENGAGEMENT, "from": "+14155550123", "properties": {"blob": "x" * 70_000}}
+    over = json.dumps(event).encode()
+    form = urlencode({"event": "E", "from": "+14155550123", "properties.blob": "x" * 70_000})
+    json_type = {"content-type": "application/json"}
+    form_type = {"content-type": "application/x-www-form-urlencoded"}
+    for path, body, headers in [
+        ("/v1/events", over, json_type),
+        ("/v1/events", form.encode(), form_type),
+        (
+            "/v1/cards",
+            json.dumps({"from": "+14155550123", "pad": "x" * 70_000}).encode(),
+            json_type,
+        ),
+    ]:
+        sized = connector.http.post(path, content=body, headers=headers)
+        chunked = connector.http.post(path, content=chunks(body), headers=headers)
+        assert "content-length" in sized.request.headers
+        assert chunked.request.headers["transfer-encoding"] == "chunked"
+        assert sized.status_code == chunked.status_code == 413, chunked.text
+        assert chunked.json() == sized.json() and set(chunked.json()["error"]) == {
+            "code",
+            "message",
+        }
+    assert outbox(connector).depth().pending == 0
+
+
+def test_a_chunked_body_under_the_limit_is_read_whole(
+    connector: RunningConnector, sandbox: RunningSandbox
+) -> None:
+    properties = {f"p{n:03}": "y" * 200 for n in range(100)} | {"last": "all of it"}
+    event = {**ENGAGEMENT, "from": "+14155550123", "properties": properties}
+    body = json.dumps(event).encode()
+    headers = {"content-type": "application/json"}
+    response = connector.http.post("/v1/events", content=chunks(body), headers=headers)
+    assert response.status_code == 202, response.text
+    drained(connector)
+    delivered = sandbox.profile("user_id:u-ada", "events").json()["data"][0]
+    assert delivered["properties"] == properties
+    card = connector.http.post(
+        "/v1/cards", content=chunks(b'{"from": "+14155550123"}', size=5), headers=headers
+    )
+    assert card.status_code == 200 and card.json()["found"] is True
 
 
 def test_write_back_off_is_403(make_connector: ConnectorFactory, sandbox: RunningSandbox) -> None:
