@@ -11,7 +11,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +39,21 @@ MIGRATIONS = ("ALTER TABLE outbox ADD COLUMN subject TEXT",)
 SUBJECT_INDEX = "CREATE INDEX IF NOT EXISTS outbox_subject ON outbox (subject, done_at)"
 
 
+def encode_message(message: Mapping[str, Any]) -> bytes:
+    """A message exactly as the drainer sends it, and as its size is checked against Segment's.
+
+    Compact, with non-ASCII escaped: the bytes are the same whether Segment counts what it
+    received or re-encodes it (an unescaped "é" is 2 bytes on the wire and 6 once escaped).
+    NaN and Infinity are refused (ValueError): they are not JSON, and Segment would refuse them.
+    """
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
 @dataclass(frozen=True)
 class Row:
     id: int
     message_id: str
-    message: dict[str, Any]
+    body: bytes  # the message as it is sent (see encode_message)
     size: int
     created_at: float
     attempts: int
@@ -93,15 +103,15 @@ class Outbox:
             raise
         db.execute("COMMIT")
 
-    def add(self, message: dict[str, Any], subject: str | None = None) -> bool:
+    def add(self, message: Mapping[str, Any], subject: str | None = None) -> bool:
         """Commit a message about `subject`; False when its messageId is already here."""
-        body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        body = encode_message(message)
         now = self._clock()
         with self._transaction() as db:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO outbox (message_id, body, size, created_at,"
                 " next_attempt_at, subject) VALUES (?, ?, ?, ?, ?, ?)",
-                (message["messageId"], body, len(body.encode()), now, now, subject),
+                (message["messageId"], body.decode(), len(body), now, now, subject),
             )
         return cursor.rowcount == 1
 
@@ -118,7 +128,10 @@ class Outbox:
         return row is not None
 
     def claim(self, max_messages: int, max_bytes: int, lease: float) -> list[Row]:
-        """Due rows, oldest first, within the limits; leased to the caller for `lease` seconds."""
+        """Due rows, oldest first, within the limits; leased to the caller for `lease` seconds.
+
+        `max_bytes` bounds the rows' bodies and the commas between them, as the drainer joins them.
+        """
         now = self._clock()
         with self._transaction() as db:
             rows = db.execute(
@@ -130,15 +143,17 @@ class Outbox:
             chosen: list[Any] = []
             total = 0
             for row in rows:
-                if chosen and total + row[3] > max_bytes:
+                if chosen and total + 1 + row[3] > max_bytes:
                     break
+                total += row[3] + (1 if chosen else 0)
                 chosen.append(row)
-                total += row[3]
             db.executemany(
                 "UPDATE outbox SET lease_until = ?, attempts = attempts + 1 WHERE id = ?",
                 [(now + lease, row[0]) for row in chosen],
             )
-        return [Row(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5] + 1) for r in chosen]
+        # Rows queued by versions before encode_message hold unescaped UTF-8: their size was
+        # measured on those same bytes, which are sent as they are.
+        return [Row(r[0], r[1], r[2].encode(), r[3], r[4], r[5] + 1) for r in chosen]
 
     def mark_sent(self, rows: Sequence[Row]) -> None:
         with self._transaction() as db:

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connector import __version__
+from connector.outbox import encode_message
 from connector.resolve import Candidate
 
 MAX_MESSAGE_BYTES = 32 * 1024  # Segment's limit per message
@@ -180,9 +181,21 @@ def build_message(
     if request.type == "subscriptions":
         context["messaging_subscriptions"] = _subscriptions(request, caller_email, caller_phone)
     message["messageId"] = request.message_id or "upc-" + _digest(_canonical(message))[:40]
-    if len(_canonical(message).encode()) > MAX_MESSAGE_BYTES:
-        raise InvalidEvent("the event is larger than Segment's 32 KB per message")
+    _check_size(message)
     return message
+
+
+def _check_size(message: Mapping[str, Any]) -> None:
+    """Refuse now what Segment would refuse later: the bytes measured are the bytes sent."""
+    try:
+        size = len(encode_message(message))
+    except ValueError:
+        raise InvalidEvent("numbers must be finite (NaN and Infinity are not JSON)") from None
+    if size > MAX_MESSAGE_BYTES:
+        raise InvalidEvent(
+            f"the event is {size:,} bytes as sent to Segment (non-ASCII characters escaped), "
+            f"over Segment's {MAX_MESSAGE_BYTES:,} bytes (32 KB) per message"
+        )
 
 
 def _subscriptions(

@@ -323,6 +323,34 @@ def test_a_chunked_body_under_the_limit_is_read_whole(
     assert card.status_code == 200 and card.json()["found"] is True
 
 
+def test_non_ascii_events_are_refused_at_the_api_or_delivered_never_dead(
+    connector: RunningConnector, sandbox: RunningSandbox
+) -> None:
+    # 30 KB of UTF-8 (60 KB once escaped), then events straddling 32 KB as sent: each property
+    # is about 71 bytes escaped, so the limit falls between 440 and 476 properties.
+    events = [{**ENGAGEMENT, "properties": {"note": "\u4e2d" * 10_000}}]
+    events += [
+        {**ENGAGEMENT, "properties": {f"p{n:04}": "\u4e2d\u00e9" * 5 for n in range(count)}}
+        for count in range(440, 480, 4)
+    ]
+    outcomes: dict[int, list[str]] = {}
+    for event in events:
+        response = post(connector, {**event, "from": "+14155550123"})
+        assert response.status_code in (202, 400, 413), response.text
+        outcomes.setdefault(response.status_code, []).append(response.text)
+    nan = b'{"event": "E", "from": "+14155550123", "properties": {"x": NaN}}'
+    refused = connector.http.post(
+        "/v1/events", content=nan, headers={"content-type": "application/json"}
+    )
+    assert refused.status_code == 400, refused.text
+    drained(connector)
+    accepted = [json.loads(text)["messageId"] for text in outcomes.get(202, [])]
+    assert accepted and outcomes.get(400), outcomes.keys()  # the limit was straddled
+    receipts = sandbox.control.stats(detail=True)["tracking"]["receipts"]
+    assert all(receipts.get(m) == 1 for m in accepted)
+    assert outbox(connector).dead_letters() == []
+
+
 def test_write_back_off_is_403(make_connector: ConnectorFactory, sandbox: RunningSandbox) -> None:
     response = post(make_connector(sandbox), {**ENGAGEMENT, "from": "+14155550123"})
     assert response.status_code == 403
