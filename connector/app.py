@@ -19,7 +19,7 @@ from connector.drainer import Drainer
 from connector.errors import ConnectorError, error_response
 from connector.flex_tokens import FlexTokens
 from connector.logs import quiet_libraries
-from connector.outbox import Outbox
+from connector.outbox import LazyOutbox
 from connector.profile_api import build_http_client
 from connector.routes import cards, events, health, pages
 from connector.service import CardService, current_service
@@ -53,8 +53,9 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     # The outbox is shared by every worker through its file; each worker drains it (rows are
-    # leased, so each is sent by one drainer at a time). Idle while write-back is off.
-    outbox = Outbox(holder.current().outbox_path)
+    # leased, so each is sent by one drainer at a time). Opened on first use, when write-back is
+    # on: a connection that never writes back leaves no file behind.
+    outbox = LazyOutbox(lambda: holder.current().outbox_path)
     app.extensions["outbox"] = outbox
     service = CardService(
         holder, build_http_client(transport), settings.processes, outbox.delivered_since

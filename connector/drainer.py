@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from connector.outbox import Outbox, Row
+from connector.outbox import LazyOutbox, Row
 from connector.segment_responses import error_message, retry_after
 from connector.settings import Connection
 
@@ -47,7 +47,7 @@ def batch_body(rows: Sequence[Row]) -> bytes:
 class Drainer:
     def __init__(
         self,
-        outbox: Outbox,
+        outbox: LazyOutbox,
         http: httpx.Client,
         connection: Callable[[], Connection],
         policy: DrainPolicy | None = None,
@@ -87,13 +87,13 @@ class Drainer:
         connection = self._connection()
         if not connection.file.writeback.enabled or connection.write_key is None:
             return 0
-        rows = self.outbox.claim(MAX_BATCH_MESSAGES, MAX_BATCH_BYTES, LEASE_SECONDS)
+        rows = self.outbox.get().claim(MAX_BATCH_MESSAGES, MAX_BATCH_BYTES, LEASE_SECONDS)
         now = self._clock()
         give_up_after = connection.file.writeback.give_up_after_hours * 3600
         too_old = [r for r in rows if now - r.created_at > give_up_after]
         fresh = [r for r in rows if now - r.created_at <= give_up_after]
         if too_old:
-            self.outbox.park(too_old, "not delivered before the give-up age")
+            self.outbox.get().park(too_old, "not delivered before the give-up age")
         if fresh:
             self._send(fresh, connection)
         return len(rows)
@@ -112,7 +112,7 @@ class Drainer:
             self._later(rows, None, f"cannot reach Segment ({type(error).__name__})")
             return
         if response.status_code == 200:
-            self.outbox.mark_sent(rows)
+            self.outbox.get().mark_sent(rows)
         elif response.status_code == 400:
             self._isolate(rows, connection, error_message(response))
         else:
@@ -121,7 +121,7 @@ class Drainer:
     def _isolate(self, rows: Sequence[Row], connection: Connection, reason: str) -> None:
         """Split a refused batch until the refused message is alone, then park it."""
         if len(rows) == 1:
-            self.outbox.park(rows, f"refused by Segment: {reason}")
+            self.outbox.get().park(rows, f"refused by Segment: {reason}")
             log.warning("outbox message %s parked: %s", rows[0].message_id, reason)
             return
         middle = len(rows) // 2
@@ -131,4 +131,4 @@ class Drainer:
     def _later(self, rows: Sequence[Row], retry_after: float | None, error: str) -> None:
         attempts = max(r.attempts for r in rows)
         delay = retry_after if retry_after is not None else self.policy.backoff(attempts)
-        self.outbox.retry_later(rows, delay, error)
+        self.outbox.get().retry_later(rows, delay, error)

@@ -235,3 +235,34 @@ class Outbox:
                 "DELETE FROM outbox WHERE state = 'sent' AND done_at < ?",
                 (self._clock() - older_than,),
             ).rowcount
+
+
+class LazyOutbox:
+    """The outbox, opened on first use: while write-back is off, no file is created.
+
+    The file opened first serves the process until it ends: an edit that moves `outbox_path`
+    applies at the next restart (meanwhile this file's pending events are still sent).
+    """
+
+    def __init__(self, path: Callable[[], Path], clock: Callable[[], float] = time.time) -> None:
+        self._path = path
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._outbox: Outbox | None = None
+
+    def get(self) -> Outbox:
+        """The outbox, creating its file if there is none yet."""
+        outbox = self._outbox
+        if outbox is None:
+            with self._lock:  # two first requests at once open it once
+                if self._outbox is None:
+                    self._outbox = Outbox(self._path(), self._clock)
+                outbox = self._outbox
+        return outbox
+
+    def opened(self) -> Outbox | None:
+        """The outbox if something has used it, else None (and no file is touched)."""
+        return self._outbox
+
+    def delivered_since(self, subject: str, moment: float) -> bool:
+        return self.get().delivered_since(subject, moment)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 
-from connector.outbox import Outbox
+from connector.outbox import LazyOutbox, Outbox
 from tests.conftest import ConnectorFactory, RunningConnector, RunningSandbox, SandboxFactory
 
 ENGAGEMENT = {
@@ -44,8 +45,8 @@ def connector(make_connector: ConnectorFactory, sandbox: RunningSandbox) -> Runn
 
 
 def outbox(connector: RunningConnector) -> Outbox:
-    found: Outbox = connector.app.extensions["outbox"]
-    return found
+    lazy: LazyOutbox = connector.app.extensions["outbox"]
+    return lazy.get()
 
 
 def drained(connector: RunningConnector, within: float = 20.0) -> None:
@@ -349,6 +350,23 @@ def test_non_ascii_events_are_refused_at_the_api_or_delivered_never_dead(
     receipts = sandbox.control.stats(detail=True)["tracking"]["receipts"]
     assert all(receipts.get(m) == 1 for m in accepted)
     assert outbox(connector).dead_letters() == []
+
+
+def test_no_outbox_file_until_write_back_is_on_with_all_it_needs(
+    make_connector: ConnectorFactory, sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    running = make_connector(sandbox, env={"SEGMENT_WRITE_KEY": ""})  # no write key here
+    assert running.card(**{"from": "+14155550123"}).json()["found"] is True
+    assert post(running, {**ENGAGEMENT, "from": "+14155550123"}).status_code == 403
+    assert list(tmp_path.glob("*.sqlite*")) == []
+    # The admin turns write-back on by an edit; the write key's variable is not set.
+    turned_on = f'\n[writeback]\nenabled = true\ntracking_api_url = "{sandbox.url}"\n'
+    running.config.write_text(running.config.read_text() + turned_on, encoding="utf-8")
+    config = running.http.get("/readyz").json()["config"]
+    assert config["valid"] is False
+    assert "SEGMENT_WRITE_KEY is not set: export SEGMENT_WRITE_KEY=" in config["error"]
+    assert post(running, {**ENGAGEMENT, "from": "+14155550123"}).status_code == 403
+    assert list(tmp_path.glob("*.sqlite*")) == []
 
 
 def test_write_back_off_is_403(make_connector: ConnectorFactory, sandbox: RunningSandbox) -> None:
