@@ -390,7 +390,7 @@ def outbox(config_file: Path | None, retry_dead: bool, purge_dead: bool, retry_n
     oldest = f"{depth.oldest_pending_age:.0f}s" if depth.oldest_pending_age is not None else "-"
     click.echo(
         f"outbox {where} (write-back {state}): {depth.pending} pending "
-        f"(oldest {oldest}), {depth.sent} sent, {depth.dead} dead"
+        f"(oldest {oldest}), {depth.sent} sent (kept 24 h), {depth.dead} dead (kept until purged)"
     )
     for message_id, reason, _ in box.dead_letters(limit=20):
         click.echo(f"  dead {message_id}: {reason}")

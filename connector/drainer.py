@@ -27,6 +27,9 @@ MAX_BATCH_BYTES = 450 * 1024  # the messages, under Segment's 500 KB for the who
 BATCH_OPEN, BATCH_CLOSE = b'{"batch":[', b"]}"
 LEASE_SECONDS = 15.0  # longer than SEND_TIMEOUT: a live drainer never loses its lease
 SEND_TIMEOUT = httpx.Timeout(10.0, connect=2.0)
+# Deleting old sent rows and reclaiming their pages takes a write lock: every few minutes is
+# plenty for rows kept a day, and keeps it out of the way of events being accepted.
+TIDY_EVERY_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Drainer:
         self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._next_tidy = clock() + TIDY_EVERY_SECONDS
 
     def start(self, idle: float = 0.5) -> None:
         self._thread = threading.Thread(
@@ -76,6 +80,7 @@ class Drainer:
         while not self._stop.is_set():
             try:
                 handled = self.drain_once()
+                self.tidy_if_due()
             except Exception:  # a drainer that dies silently would lose nothing but deliver nothing
                 log.exception("outbox drain failed; trying again")
                 handled = 0
@@ -97,6 +102,17 @@ class Drainer:
         if fresh:
             self._send(fresh, connection)
         return len(rows)
+
+    def tidy_if_due(self) -> None:
+        """Every TIDY_EVERY_SECONDS, forget old sent rows and shrink the files."""
+        now = self._clock()
+        outbox = self.outbox.opened()  # never opened here: no file of this process to tidy
+        if now < self._next_tidy or outbox is None:
+            return
+        self._next_tidy = now + TIDY_EVERY_SECONDS
+        forgotten = outbox.tidy()
+        if forgotten:
+            log.info("outbox tidied: %d sent events past their keeping time deleted", forgotten)
 
     def _send(self, rows: Sequence[Row], connection: Connection) -> None:
         assert connection.write_key is not None  # noqa: S101 - checked by drain_once

@@ -37,6 +37,12 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
 # Outbox files written before `subject` existed get the column (and its index) added.
 MIGRATIONS = ("ALTER TABLE outbox ADD COLUMN subject TEXT",)
 SUBJECT_INDEX = "CREATE INDEX IF NOT EXISTS outbox_subject ON outbox (subject, done_at)"
+# A sent row is kept while it serves a purpose: its messageId answers a client's retry as a
+# duplicate (rather than sending the event again) within Segment's 24 h de-duplication window,
+# and its subject and done_at make cards cached before the delivery out of date (cards are kept
+# minutes, not hours). After that it is deleted. Dead letters are kept until an admin retries or
+# purges them (`connector outbox --retry-dead | --purge-dead`).
+KEEP_SENT_SECONDS = 24 * 3600
 
 
 def encode_message(message: Mapping[str, Any]) -> bytes:
@@ -87,6 +93,10 @@ class Outbox:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            # Freed pages can be handed back (tidy). It takes only on a new file, and before WAL
+            # mode writes the file's first page; files made before keep working, reusing their
+            # free pages instead.
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")  # an accepted event survives a power cut
             self._local.db = db
@@ -228,13 +238,31 @@ class Outbox:
         with self._transaction() as db:
             return db.execute("DELETE FROM outbox WHERE state = 'dead'").rowcount
 
-    def forget_sent(self, older_than: float) -> int:
-        """Drop sent rows past Segment's 24 h de-duplication window (their ids no longer help)."""
+    def forget_sent(self, older_than: float = KEEP_SENT_SECONDS) -> int:
+        """Drop rows sent more than `older_than` seconds ago (see KEEP_SENT_SECONDS)."""
         with self._transaction() as db:
             return db.execute(
                 "DELETE FROM outbox WHERE state = 'sent' AND done_at < ?",
                 (self._clock() - older_than,),
             ).rowcount
+
+    def tidy(self, older_than: float = KEEP_SENT_SECONDS) -> int:
+        """Forget old sent rows and give the space back; the number of rows deleted.
+
+        Without this the file grows with every event (10,000 left 8 MB), and the -wal file
+        keeps the size of the largest burst it ever held.
+        """
+        forgotten = self.forget_sent(older_than)
+        db = self._db()
+        # executescript runs it to the end; execute() would free a single page.
+        db.executescript("PRAGMA incremental_vacuum;")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # a busy reader: next time
+        return forgotten
+
+    def file_bytes(self) -> int:
+        """The database and its -wal file, in bytes."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        return sum(p.stat().st_size for p in (self.path, wal) if p.exists())
 
 
 class LazyOutbox:

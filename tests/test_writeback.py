@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 
-from connector.outbox import LazyOutbox, Outbox
-from tests.conftest import ConnectorFactory, RunningConnector, RunningSandbox, SandboxFactory
+from connector.drainer import TIDY_EVERY_SECONDS, Drainer
+from connector.outbox import KEEP_SENT_SECONDS, Depth, LazyOutbox, Outbox
+from connector.settings import load_connection
+from tests.conftest import (
+    ConnectorFactory,
+    RunningConnector,
+    RunningSandbox,
+    SandboxFactory,
+    connection_toml,
+    connector_env,
+)
 
 ENGAGEMENT = {
     "type": "track",
@@ -452,3 +462,45 @@ def test_a_poisoned_message_is_parked_and_the_rest_delivered(
     assert "poison-1" not in receipts
     dead = outbox(connector).dead_letters()
     assert [(m, "32 KB" in reason) for m, reason, _ in dead] == [("poison-1", True)]
+
+
+OUTBOX_BOUND = 64 * 1024  # an outbox with nothing pending: its schema and a few pages
+
+
+def test_the_outbox_shrinks_back_once_sent_events_are_past_their_keeping_time(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    config = tmp_path / "connection.toml"
+    writeback = f'\n[writeback]\nenabled = true\ntracking_api_url = "{sandbox.url}"\n'
+    config.write_text(connection_toml(sandbox.url, writeback), encoding="utf-8")
+    connection = load_connection(config, connector_env(sandbox.url))
+    now = [time.time()]
+    lazy = LazyOutbox(lambda: connection.outbox_path, clock=lambda: now[0])
+    box = lazy.get()
+    wal = box.path.with_name(box.path.name + "-wal")
+    for n in range(2000):
+        message = {"type": "track", "userId": f"u{n % 7}", "event": "Bulk", "messageId": f"b{n}"}
+        assert box.add({**message, "properties": {"blob": "x" * 2000}}, subject=f"s{n}")
+    with httpx.Client() as http:
+        drainer = Drainer(lazy, http, lambda: connection, clock=lambda: now[0])
+        drainer.start(idle=0.05)
+        try:
+            until(lambda: box.depth().pending == 0)
+            assert box.file_bytes() > 4_000_000  # 2,000 events of 2 KB went through it
+            now[0] += TIDY_EVERY_SECONDS + 1  # tidied, but sent rows still serve for a day
+            until(lambda: not wal.exists() or wal.stat().st_size == 0)  # checkpointed
+            assert box.depth().sent == 2000 and box.delivered_since("s5", now[0] - 3600)
+            now[0] += KEEP_SENT_SECONDS
+            until(lambda: box.file_bytes() < OUTBOX_BOUND)
+            assert box.depth() == Depth(pending=0, oldest_pending_age=None, sent=0, dead=0)
+        finally:
+            drainer.stop()
+    receipts = sandbox.control.stats(detail=True)["tracking"]["receipts"]
+    assert all(receipts.get(f"b{n}") == 1 for n in range(2000))
+
+
+def until(condition: Callable[[], bool], within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.05)
