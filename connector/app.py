@@ -30,6 +30,13 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 CORS_HEADERS = "Authorization, Content-Type"
 CORS_METHODS = "GET, POST, OPTIONS"
+# Heroku sets DYNO in every dyno. Its filesystem is ephemeral and not shared between dynos.
+EPHEMERAL_OUTBOX = (
+    "write-back is on with the SQLite outbox on a Heroku dyno: its filesystem is ephemeral, so "
+    "events not yet delivered are lost at every dyno restart (at least daily), and each dyno "
+    "has its own outbox. Keep [writeback] enabled = false on Heroku until the shared PostgreSQL "
+    "outbox exists."
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,8 @@ def create_app(
     settings = settings or AppSettings()
     quiet_libraries()  # httpx logs request URLs, and ours carry phone numbers and emails
     holder = ConnectionHolder(settings.config_path, settings.environ, settings.reload_every)
+    if settings.environ.get("DYNO") and holder.current().file.writeback.enabled:
+        log.warning(EPHEMERAL_OUTBOX)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]

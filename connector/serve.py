@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -93,13 +93,31 @@ def serve_process(
         "--threads",
         str(threads),
     ]
-    url = f"http://{HOST}:{port}"
+    with command_process(command, env, f"http://{HOST}:{port}", ready_within) as url:
+        yield url
+
+
+@contextmanager
+def command_process(
+    command: Sequence[str],
+    env: Mapping[str, str],
+    url: str,
+    ready_within: float = 20.0,
+    cwd: Path | None = None,
+) -> Iterator[str]:
+    """Run a command serving the connector at `url` (a `connector serve`, the Procfile's web
+    command) until the block ends; yield `url` once /healthz answers."""
     # Its logs go to a file: a pipe nobody reads fills up, and then every request blocks on
     # writing its log line.
     with (
         tempfile.TemporaryFile("w+", encoding="utf-8") as logs,
         subprocess.Popen(  # noqa: S603 - our own interpreter and command, no shell
-            command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=logs, text=True
+            command,
+            env={**os.environ, **env},
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=logs,
+            text=True,
         ) as process,
     ):
         try:
