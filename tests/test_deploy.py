@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -83,6 +84,17 @@ def test_the_procfile_web_command_serves_the_connection_file_connector_config_na
     }
     with command_process(command, env, f"http://127.0.0.1:{port}", cwd=ROOT) as url:
         assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        # gunicorn, like cheroot in the other tests, holds a chunked body to the 64 KB limit.
+        agent = sandbox.control.issue_agent_token()["token"]
+        body = json.dumps({"from": "+14155550123", "pad": "x" * 70_000}).encode()
+        chunked = httpx.post(
+            f"{url}/v1/cards",
+            content=iter([body[:40_000], body[40_000:]]),
+            headers={"Authorization": f"Bearer {agent}", "Content-Type": "application/json"},
+            timeout=10,
+        )
+        assert chunked.request.headers["transfer-encoding"] == "chunked"
+        assert chunked.status_code == 413, chunked.text
 
 
 @pytest.mark.parametrize(
