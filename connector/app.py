@@ -14,12 +14,13 @@ from werkzeug.exceptions import HTTPException
 
 from connector import audit
 from connector.auth import Gate
+from connector.body_limit import BodyLimit
 from connector.drainer import Drainer
 from connector.errors import ConnectorError, error_response
 from connector.flex_tokens import FlexTokens
 from connector.hot_reload import SETTLE_SECONDS, ConnectionHolder, LastGood
 from connector.logs import quiet_libraries
-from connector.outbox import Outbox
+from connector.outbox import LazyOutbox
 from connector.profile_api import build_http_client
 from connector.routes import cards, events, health, pages
 from connector.service import CardService, current_service
@@ -33,6 +34,13 @@ CORS_HEADERS = "Authorization, Content-Type"
 CORS_METHODS = "GET, POST, OPTIONS"
 # Headers a Flex plugin may read: Segment's Request-Id for support, when to retry a 429 or 503.
 CORS_EXPOSED = "Request-Id, Retry-After"
+# Heroku sets DYNO in every dyno. Its filesystem is ephemeral and not shared between dynos.
+EPHEMERAL_OUTBOX = (
+    "write-back is on with the SQLite outbox on a Heroku dyno: its filesystem is ephemeral, so "
+    "events not yet delivered are lost at every dyno restart (at least daily), and each dyno "
+    "has its own outbox. Keep [writeback] enabled = false on Heroku until the shared PostgreSQL "
+    "outbox exists."
+)
 
 
 @dataclass(frozen=True)
@@ -62,13 +70,16 @@ def create_app(
         last_good=LastGood(settings.last_good) if settings.last_good else None,
     )
     holder.watch()
+    if settings.environ.get("DYNO") and holder.current().file.writeback.enabled:
+        log.warning(EPHEMERAL_OUTBOX)
     app = Flask(__name__)
     app.extensions["connection"] = holder
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     # The outbox is shared by every worker through its file; each worker drains it (rows are
-    # leased, so each is sent by one drainer at a time). Idle while write-back is off.
-    outbox = Outbox(holder.current().outbox_path)
+    # leased, so each is sent by one drainer at a time). Opened on first use, when write-back is
+    # on: a connection that never writes back leaves no file behind.
+    outbox = LazyOutbox(lambda: holder.current().outbox_path)
     app.extensions["outbox"] = outbox
     service = CardService(
         holder, build_http_client(transport), settings.processes, outbox.delivered_since
@@ -79,7 +90,8 @@ def create_app(
     drainer.start()
     gate = Gate(holder, FlexTokens(service.http), settings.processes)
     app.before_request(gate.admit)
-    app.wsgi_app = TrustedProxies(app.wsgi_app, holder)  # type: ignore[method-assign]
+    proxied = TrustedProxies(app.wsgi_app, holder)
+    app.wsgi_app = BodyLimit(proxied, MAX_BODY_BYTES)  # type: ignore[method-assign]
     app.register_blueprint(cards.blueprint)
     app.register_blueprint(events.blueprint)
     app.register_blueprint(health.blueprint)

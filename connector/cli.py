@@ -376,7 +376,12 @@ def outbox(config_file: Path | None, retry_dead: bool, purge_dead: bool, retry_n
         file = read_connection_file(path)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
-    box = Outbox(outbox_file(path, file))
+    state = "on" if file.writeback.enabled else "off"
+    where = outbox_file(path, file)
+    if not where.exists():  # looking must not create one
+        click.echo(f"no outbox at {where} (write-back {state}): no event was ever accepted there")
+        return
+    box = Outbox(where)
     if retry_dead:
         click.echo(f"{box.retry_dead()} dead letter(s) back in line")
     if purge_dead:
@@ -385,10 +390,9 @@ def outbox(config_file: Path | None, retry_dead: bool, purge_dead: bool, retry_n
         click.echo(f"{box.retry_now()} pending event(s) due now")
     depth = box.depth()
     oldest = f"{depth.oldest_pending_age:.0f}s" if depth.oldest_pending_age is not None else "-"
-    state = "on" if file.writeback.enabled else "off"
     click.echo(
-        f"outbox {outbox_file(path, file)} (write-back {state}): {depth.pending} pending "
-        f"(oldest {oldest}), {depth.sent} sent, {depth.dead} dead"
+        f"outbox {where} (write-back {state}): {depth.pending} pending "
+        f"(oldest {oldest}), {depth.sent} sent (kept 24 h), {depth.dead} dead (kept until purged)"
     )
     for message_id, reason, _ in box.dead_letters(limit=20):
         click.echo(f"  dead {message_id}: {reason}")

@@ -25,10 +25,19 @@ from typing import Any
 
 from flask import Response, jsonify
 
+# Messages name what is wrong and how to fix it in a sentence or two; one that quotes input at
+# length (a 60 KB field name) must not turn an error into a large body that echoes it back.
+MAX_MESSAGE_CHARS = 500
+
+
+def bounded(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`message` cut to `limit` characters, marked with an ellipsis when it was cut."""
+    return message if len(message) <= limit else message[: limit - 1] + "\u2026"
+
 
 def error_body(code: str, message: str) -> dict[str, Any]:
-    """Segment's error body: ``{"error": {"code": ..., "message": ...}}``."""
-    return {"error": {"code": code, "message": message}}
+    """Segment's error body: ``{"error": {"code": ..., "message": ...}}``, its message bounded."""
+    return {"error": {"code": code, "message": bounded(message)}}
 
 
 def error_response(status: int, code: str, message: str) -> Response:

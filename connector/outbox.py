@@ -11,7 +11,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +37,29 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
 # Outbox files written before `subject` existed get the column (and its index) added.
 MIGRATIONS = ("ALTER TABLE outbox ADD COLUMN subject TEXT",)
 SUBJECT_INDEX = "CREATE INDEX IF NOT EXISTS outbox_subject ON outbox (subject, done_at)"
+# A sent row is kept while it serves a purpose: its messageId answers a client's retry as a
+# duplicate (rather than sending the event again) within Segment's 24 h de-duplication window,
+# and its subject and done_at make cards cached before the delivery out of date (cards are kept
+# minutes, not hours). After that it is deleted. Dead letters are kept until an admin retries or
+# purges them (`connector outbox --retry-dead | --purge-dead`).
+KEEP_SENT_SECONDS = 24 * 3600
+
+
+def encode_message(message: Mapping[str, Any]) -> bytes:
+    """A message exactly as the drainer sends it, and as its size is checked against Segment's.
+
+    Compact, with non-ASCII escaped: the bytes are the same whether Segment counts what it
+    received or re-encodes it (an unescaped "é" is 2 bytes on the wire and 6 once escaped).
+    NaN and Infinity are refused (ValueError): they are not JSON, and Segment would refuse them.
+    """
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 
 @dataclass(frozen=True)
 class Row:
     id: int
     message_id: str
-    message: dict[str, Any]
+    body: bytes  # the message as it is sent (see encode_message)
     size: int
     created_at: float
     attempts: int
@@ -77,6 +93,10 @@ class Outbox:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            # Freed pages can be handed back (tidy). It takes only on a new file, and before WAL
+            # mode writes the file's first page; files made before keep working, reusing their
+            # free pages instead.
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")  # an accepted event survives a power cut
             self._local.db = db
@@ -93,15 +113,15 @@ class Outbox:
             raise
         db.execute("COMMIT")
 
-    def add(self, message: dict[str, Any], subject: str | None = None) -> bool:
+    def add(self, message: Mapping[str, Any], subject: str | None = None) -> bool:
         """Commit a message about `subject`; False when its messageId is already here."""
-        body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        body = encode_message(message)
         now = self._clock()
         with self._transaction() as db:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO outbox (message_id, body, size, created_at,"
                 " next_attempt_at, subject) VALUES (?, ?, ?, ?, ?, ?)",
-                (message["messageId"], body, len(body.encode()), now, now, subject),
+                (message["messageId"], body.decode(), len(body), now, now, subject),
             )
         return cursor.rowcount == 1
 
@@ -118,7 +138,10 @@ class Outbox:
         return row is not None
 
     def claim(self, max_messages: int, max_bytes: int, lease: float) -> list[Row]:
-        """Due rows, oldest first, within the limits; leased to the caller for `lease` seconds."""
+        """Due rows, oldest first, within the limits; leased to the caller for `lease` seconds.
+
+        `max_bytes` bounds the rows' bodies and the commas between them, as the drainer joins them.
+        """
         now = self._clock()
         with self._transaction() as db:
             rows = db.execute(
@@ -130,15 +153,17 @@ class Outbox:
             chosen: list[Any] = []
             total = 0
             for row in rows:
-                if chosen and total + row[3] > max_bytes:
+                if chosen and total + 1 + row[3] > max_bytes:
                     break
+                total += row[3] + (1 if chosen else 0)
                 chosen.append(row)
-                total += row[3]
             db.executemany(
                 "UPDATE outbox SET lease_until = ?, attempts = attempts + 1 WHERE id = ?",
                 [(now + lease, row[0]) for row in chosen],
             )
-        return [Row(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5] + 1) for r in chosen]
+        # Rows queued by versions before encode_message hold unescaped UTF-8: their size was
+        # measured on those same bytes, which are sent as they are.
+        return [Row(r[0], r[1], r[2].encode(), r[3], r[4], r[5] + 1) for r in chosen]
 
     def mark_sent(self, rows: Sequence[Row]) -> None:
         with self._transaction() as db:
@@ -213,10 +238,59 @@ class Outbox:
         with self._transaction() as db:
             return db.execute("DELETE FROM outbox WHERE state = 'dead'").rowcount
 
-    def forget_sent(self, older_than: float) -> int:
-        """Drop sent rows past Segment's 24 h de-duplication window (their ids no longer help)."""
+    def forget_sent(self, older_than: float = KEEP_SENT_SECONDS) -> int:
+        """Drop rows sent more than `older_than` seconds ago (see KEEP_SENT_SECONDS)."""
         with self._transaction() as db:
             return db.execute(
                 "DELETE FROM outbox WHERE state = 'sent' AND done_at < ?",
                 (self._clock() - older_than,),
             ).rowcount
+
+    def tidy(self, older_than: float = KEEP_SENT_SECONDS) -> int:
+        """Forget old sent rows and give the space back; the number of rows deleted.
+
+        Without this the file grows with every event (10,000 left 8 MB), and the -wal file
+        keeps the size of the largest burst it ever held.
+        """
+        forgotten = self.forget_sent(older_than)
+        db = self._db()
+        # executescript runs it to the end; execute() would free a single page.
+        db.executescript("PRAGMA incremental_vacuum;")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # a busy reader: next time
+        return forgotten
+
+    def file_bytes(self) -> int:
+        """The database and its -wal file, in bytes."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        return sum(p.stat().st_size for p in (self.path, wal) if p.exists())
+
+
+class LazyOutbox:
+    """The outbox, opened on first use: while write-back is off, no file is created.
+
+    The file opened first serves the process until it ends: an edit that moves `outbox_path`
+    applies at the next restart (meanwhile this file's pending events are still sent).
+    """
+
+    def __init__(self, path: Callable[[], Path], clock: Callable[[], float] = time.time) -> None:
+        self._path = path
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._outbox: Outbox | None = None
+
+    def get(self) -> Outbox:
+        """The outbox, creating its file if there is none yet."""
+        outbox = self._outbox
+        if outbox is None:
+            with self._lock:  # two first requests at once open it once
+                if self._outbox is None:
+                    self._outbox = Outbox(self._path(), self._clock)
+                outbox = self._outbox
+        return outbox
+
+    def opened(self) -> Outbox | None:
+        """The outbox if something has used it, else None (and no file is touched)."""
+        return self._outbox
+
+    def delivered_since(self, subject: str, moment: float) -> bool:
+        return self.get().delivered_since(subject, moment)

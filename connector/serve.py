@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +144,20 @@ def served_process(
         "--threads",
         str(threads),
     ]
+    with command_process(command, env, f"http://{HOST}:{port}", ready_within) as served:
+        yield served
+
+
+@contextmanager
+def command_process(
+    command: Sequence[str],
+    env: Mapping[str, str],
+    url: str,
+    ready_within: float = 20.0,
+    cwd: Path | None = None,
+) -> Iterator[ServedProcess]:
+    """Run a command serving the connector at `url` (a `connector serve`, the Procfile's web
+    command) until the block ends; yield it once /healthz answers."""
     # Its logs go to a file opened for appending: a pipe nobody reads fills up, and then every
     # request blocks on writing its log line.
     with tempfile.TemporaryDirectory(prefix="connector-serve-") as folder:
@@ -151,10 +165,10 @@ def served_process(
         with (
             log_path.open("ab") as logs,
             subprocess.Popen(  # noqa: S603 - our own interpreter and command, no shell
-                command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=logs
+                command, env={**os.environ, **env}, cwd=cwd, stdout=subprocess.DEVNULL, stderr=logs
             ) as process,
         ):
-            served = ServedProcess(f"http://{HOST}:{port}", process, log_path)
+            served = ServedProcess(url, process, log_path)
             try:
                 _wait_until_healthy(served, ready_within)
                 yield served

@@ -237,8 +237,9 @@ def load_connection(
     file = _validate(path, raw)
     token = _secret(path, environ, "connection.token_env", file.connection.token_env)
     write_key = None
-    if file.writeback.enabled:
+    if file.writeback.enabled:  # what turning it on needs, named before any event is accepted
         write_key = _secret(path, environ, "writeback.write_key_env", file.writeback.write_key_env)
+        _check_outbox_folder(path, file)
     twilio = _twilio_account(path, environ)
     basic = None
     if file.auth.studio_basic_auth_env:
@@ -252,7 +253,12 @@ def _twilio_account(path: Path, environ: Mapping[str, str]) -> TwilioAccount:
     sid = environ.get("TWILIO_ACCOUNT_SID", "").strip()
     if not re.fullmatch(r"AC[0-9a-fA-F]{32}", sid):
         reason = "is not set" if not sid else "is not an account SID (AC and 32 hex digits)"
-        raise ConfigError(path, "auth", f"the environment variable TWILIO_ACCOUNT_SID {reason}")
+        raise ConfigError(
+            path,
+            "auth",
+            f"the environment variable TWILIO_ACCOUNT_SID {reason}: "
+            + how_to_set("TWILIO_ACCOUNT_SID", "AC..."),
+        )
     auth_token = _secret(path, environ, "auth", "TWILIO_AUTH_TOKEN")
     iam_url = environ.get("TWILIO_IAM_URL", "").strip() or TWILIO_IAM_URL
     if not re.fullmatch(r"https?://[^\s/]+/?", iam_url):
@@ -268,7 +274,8 @@ def _basic_credentials(path: Path, environ: Mapping[str, str], name: str) -> tup
         raise ConfigError(
             path,
             "auth.studio_basic_auth_env",
-            f"the environment variable {name} must be user:password",
+            f"the environment variable {name} must be user:password: "
+            + how_to_set(name, "user:password"),
         )
     return user, SecretStr(password)
 
@@ -297,8 +304,36 @@ def _validate(path: Path, raw: bytes) -> ConnectionFile:
 def _secret(path: Path, environ: Mapping[str, str], key: str, name: str) -> SecretStr:
     value = environ.get(name, "")
     if not value.strip():
-        raise ConfigError(path, key, f"the environment variable {name} is not set")
+        raise ConfigError(
+            path, key, f"the environment variable {name} is not set: {how_to_set(name)}"
+        )
     return SecretStr(value.strip())
+
+
+def how_to_set(name: str, example: str = "...") -> str:
+    """How an admin sets an environment variable, on a machine and on a platform."""
+    return f"export {name}={example} or set it in your platform's config vars"
+
+
+def _check_outbox_folder(path: Path, file: ConnectionFile) -> None:
+    """The outbox's folder must take new files (the database and SQLite's -wal and -shm)."""
+    target = outbox_file(path, file)
+    folder = target.parent
+    nearest = next(p for p in (folder, *folder.parents) if p.exists())  # "." or "/" at worst
+    if not nearest.is_dir():
+        problem = f"{nearest} is a file, so the folder {folder} cannot be created"
+    elif not os.access(nearest, os.W_OK | os.X_OK):
+        problem = f"the folder {nearest} cannot be written"
+    elif target.exists() and not (target.is_file() and os.access(target, os.R_OK | os.W_OK)):
+        problem = f"{target} is not a file this process can read and write"
+    else:
+        return
+    raise ConfigError(
+        path,
+        "writeback.outbox_path",
+        f"write-back is on but {problem}; set outbox_path to a writable folder on a persistent "
+        "disk",
+    )
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connector import __version__
+from connector.outbox import encode_message
 from connector.resolve import Candidate
 
 MAX_MESSAGE_BYTES = 32 * 1024  # Segment's limit per message
@@ -35,6 +36,7 @@ CHANNELS = {
     "android_push_subscription_status": ("ANDROID_PUSH", "android_push_token"),
     "ios_push_subscription_status": ("IOS_PUSH", "ios_push_token"),
 }
+MAX_NAME_SHOWN = 60  # characters of a caller's field name quoted back in an error
 Text = Annotated[str, Field(min_length=1, max_length=1000)]
 
 
@@ -92,7 +94,7 @@ def parse_event(data: Mapping[str, Any]) -> EventRequest:
         return EventRequest.model_validate(dict(data))
     except ValidationError as error:
         first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where = ".".join(_shown(str(p)) for p in first["loc"])
         message = str(first["msg"]).removeprefix("Value error, ")
         raise InvalidEvent(f"{where}: {message}" if where else message) from None
 
@@ -108,12 +110,19 @@ def unflatten(form: Mapping[str, str]) -> dict[str, Any]:
         for part in parents:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise InvalidEvent(f"{key}: conflicts with the field {part}")
+                raise InvalidEvent(f"{_shown(key)}: conflicts with the field {_shown(part)}")
             node = child
         if isinstance(node.get(leaf), dict):
-            raise InvalidEvent(f"{key}: conflicts with fields under it")
+            raise InvalidEvent(f"{_shown(key)}: conflicts with fields under it")
         node[leaf] = value
     return result
+
+
+def _shown(name: str) -> str:
+    """A field name the caller chose, short enough to quote back in an error message."""
+    if len(name) <= MAX_NAME_SHOWN:
+        return name
+    return f"{name[: MAX_NAME_SHOWN - 20]}\u2026 ({len(name):,} characters)"
 
 
 @dataclass(frozen=True)
@@ -168,9 +177,21 @@ def build_message(
     if request.type == "subscriptions":
         context["messaging_subscriptions"] = _subscriptions(request, keys)
     message["messageId"] = request.message_id or "upc-" + _digest(_canonical(message))[:40]
-    if len(_canonical(message).encode()) > MAX_MESSAGE_BYTES:
-        raise InvalidEvent("the event is larger than Segment's 32 KB per message")
+    _check_size(message)
     return message
+
+
+def _check_size(message: Mapping[str, Any]) -> None:
+    """Refuse now what Segment would refuse later: the bytes measured are the bytes sent."""
+    try:
+        size = len(encode_message(message))
+    except ValueError:
+        raise InvalidEvent("numbers must be finite (NaN and Infinity are not JSON)") from None
+    if size > MAX_MESSAGE_BYTES:
+        raise InvalidEvent(
+            f"the event is {size:,} bytes as sent to Segment (non-ASCII characters escaped), "
+            f"over Segment's {MAX_MESSAGE_BYTES:,} bytes (32 KB) per message"
+        )
 
 
 def _subscriptions(request: EventRequest, channel_keys: ChannelKeys) -> list[dict[str, Any]]:

@@ -96,7 +96,7 @@ def test_a_full_scenario_logs_no_secret_and_no_caller_in_clear(
     finally:
         sandbox.sandbox.faults.clear()
     deadline = time.monotonic() + 20
-    while connector.app.extensions["outbox"].depth().pending and time.monotonic() < deadline:
+    while connector.app.extensions["outbox"].get().depth().pending and time.monotonic() < deadline:
         time.sleep(0.05)
 
     formatter = JsonFormatter()

@@ -190,3 +190,37 @@ def test_twilio_account_and_basic_auth_from_the_environment(tmp_path: Path) -> N
     default = load_connection(write(tmp_path, GOOD), ENV)
     assert default.twilio.iam_url == "https://iam.twilio.com" and default.studio_basic_auth is None
     assert default.file.auth.allowed_roles == ["agent", "supervisor", "admin"]
+
+
+@pytest.mark.parametrize(
+    ("text", "unset"),
+    [
+        (GOOD, "SEGMENT_PROFILE_API_TOKEN"),
+        (GOOD + "[writeback]\nenabled = true\n", "SEGMENT_WRITE_KEY"),
+        (GOOD, "TWILIO_ACCOUNT_SID"),
+        (GOOD, "TWILIO_AUTH_TOKEN"),
+        (GOOD + '[auth]\nstudio_basic_auth_env = "STUDIO_BASIC"\n', "STUDIO_BASIC"),
+    ],
+)
+def test_a_missing_variable_is_named_with_how_to_set_it(
+    tmp_path: Path, text: str, unset: str
+) -> None:
+    environ = {k: v for k, v in ENV.items() if k != unset}
+    with pytest.raises(ConfigError) as caught:
+        load_connection(write(tmp_path, text), environ)
+    reason = caught.value.reason
+    assert f"{unset} is not set: export {unset}=" in reason
+    assert "or set it in your platform's config vars" in reason
+
+
+def test_write_back_needs_an_outbox_folder_it_can_write(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("not a folder", encoding="utf-8")
+    text = GOOD + '[writeback]\nenabled = true\noutbox_path = "blocker/outbox.sqlite"\n'
+    with pytest.raises(ConfigError) as caught:
+        load_connection(write(tmp_path, text), ENV)
+    assert caught.value.key == "writeback.outbox_path"
+    assert "blocker is a file" in caught.value.reason
+    # A folder not there yet is fine (the outbox creates it), and checking creates nothing.
+    text = GOOD + '[writeback]\nenabled = true\noutbox_path = "later/outbox.sqlite"\n'
+    assert load_connection(write(tmp_path, text), ENV).file.writeback.enabled
+    assert not (tmp_path / "later").exists()

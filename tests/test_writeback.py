@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+import httpx
 import pytest
 
-from connector.outbox import Outbox
+from connector.drainer import TIDY_EVERY_SECONDS, Drainer
+from connector.outbox import KEEP_SENT_SECONDS, Depth, LazyOutbox, Outbox
+from connector.settings import load_connection
 from tests.conftest import (
     TOKEN,
     ConnectorFactory,
     RunningConnector,
     RunningSandbox,
     SandboxFactory,
+    connection_toml,
+    connector_env,
 )
 
 ENGAGEMENT = {
@@ -47,8 +56,8 @@ def connector(make_connector: ConnectorFactory, sandbox: RunningSandbox) -> Runn
 
 
 def outbox(connector: RunningConnector) -> Outbox:
-    found: Outbox = connector.app.extensions["outbox"]
-    return found
+    lazy: LazyOutbox = connector.app.extensions["outbox"]
+    return lazy.get()
 
 
 def drained(connector: RunningConnector, within: float = 20.0) -> None:
@@ -339,6 +348,116 @@ def test_an_event_whose_caller_segment_cannot_be_asked_about_is_a_503_to_retry(
     assert outbox(connector).depth().pending == 0  # not accepted into nothing
 
 
+def test_an_over_long_field_name_is_not_echoed(connector: RunningConnector) -> None:
+    long_name, half = "n" * 60_000, "n" * 30_000  # the form names it twice: under 64 KB
+    refusals = [
+        post(connector, {**ENGAGEMENT, "from": "+14155550123", long_name: 1}),
+        connector.http.post(  # a form whose dotted names conflict, as Studio might send
+            "/v1/events", data={"event": "E", "from": "+14155550123", half: "1", f"{half}.x": "2"}
+        ),
+    ]
+    for response in refusals:
+        assert response.status_code == 400, response.text
+        assert len(response.content) < 1024
+        assert response.json()["error"]["message"].startswith("Invalid event: nnn")
+
+
+def chunks(body: bytes, size: int = 4096) -> Iterator[bytes]:
+    """The body as a generator: httpx sends it with Transfer-Encoding: chunked."""
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+def test_a_chunked_body_is_limited_like_a_sized_one(connector: RunningConnector) -> None:
+    event = {**ENGAGEMENT, "from": "+14155550123", "properties": {"blob": "x" * 70_000}}
+    over = json.dumps(event).encode()
+    form = urlencode({"event": "E", "from": "+14155550123", "properties.blob": "x" * 70_000})
+    json_type = {"content-type": "application/json"}
+    form_type = {"content-type": "application/x-www-form-urlencoded"}
+    for path, body, headers in [
+        ("/v1/events", over, json_type),
+        ("/v1/events", form.encode(), form_type),
+        (
+            "/v1/cards",
+            json.dumps({"from": "+14155550123", "pad": "x" * 70_000}).encode(),
+            json_type,
+        ),
+    ]:
+        sized = connector.http.post(path, content=body, headers=headers)
+        chunked = connector.http.post(path, content=chunks(body), headers=headers)
+        assert "content-length" in sized.request.headers
+        assert chunked.request.headers["transfer-encoding"] == "chunked"
+        assert sized.status_code == chunked.status_code == 413, chunked.text
+        assert chunked.json() == sized.json() and set(chunked.json()["error"]) == {
+            "code",
+            "message",
+        }
+    assert outbox(connector).depth().pending == 0
+
+
+def test_a_chunked_body_under_the_limit_is_read_whole(
+    connector: RunningConnector, sandbox: RunningSandbox
+) -> None:
+    properties = {f"p{n:03}": "y" * 200 for n in range(100)} | {"last": "all of it"}
+    event = {**ENGAGEMENT, "from": "+14155550123", "properties": properties}
+    body = json.dumps(event).encode()
+    headers = {"content-type": "application/json"}
+    response = connector.http.post("/v1/events", content=chunks(body), headers=headers)
+    assert response.status_code == 202, response.text
+    drained(connector)
+    delivered = sandbox.profile("user_id:u-ada", "events").json()["data"][0]
+    assert delivered["properties"] == properties
+    card = connector.http.post(
+        "/v1/cards", content=chunks(b'{"from": "+14155550123"}', size=5), headers=headers
+    )
+    assert card.status_code == 200 and card.json()["found"] is True
+
+
+def test_non_ascii_events_are_refused_at_the_api_or_delivered_never_dead(
+    connector: RunningConnector, sandbox: RunningSandbox
+) -> None:
+    # 30 KB of UTF-8 (60 KB once escaped), then events straddling 32 KB as sent: each property
+    # is about 71 bytes escaped, so the limit falls between 440 and 476 properties.
+    events = [{**ENGAGEMENT, "properties": {"note": "\u4e2d" * 10_000}}]
+    events += [
+        {**ENGAGEMENT, "properties": {f"p{n:04}": "\u4e2d\u00e9" * 5 for n in range(count)}}
+        for count in range(440, 480, 4)
+    ]
+    outcomes: dict[int, list[str]] = {}
+    for event in events:
+        response = post(connector, {**event, "from": "+14155550123"})
+        assert response.status_code in (202, 400, 413), response.text
+        outcomes.setdefault(response.status_code, []).append(response.text)
+    nan = b'{"event": "E", "from": "+14155550123", "properties": {"x": NaN}}'
+    refused = connector.http.post(
+        "/v1/events", content=nan, headers={"content-type": "application/json"}
+    )
+    assert refused.status_code == 400, refused.text
+    drained(connector)
+    accepted = [json.loads(text)["messageId"] for text in outcomes.get(202, [])]
+    assert accepted and outcomes.get(400), outcomes.keys()  # the limit was straddled
+    receipts = sandbox.control.stats(detail=True)["tracking"]["receipts"]
+    assert all(receipts.get(m) == 1 for m in accepted)
+    assert outbox(connector).dead_letters() == []
+
+
+def test_no_outbox_file_until_write_back_is_on_with_all_it_needs(
+    make_connector: ConnectorFactory, sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    running = make_connector(sandbox, env={"SEGMENT_WRITE_KEY": ""})  # no write key here
+    assert running.card(**{"from": "+14155550123"}).json()["found"] is True
+    assert post(running, {**ENGAGEMENT, "from": "+14155550123"}).status_code == 403
+    assert list(tmp_path.glob("*.sqlite*")) == []
+    # The admin turns write-back on by an edit; the write key's variable is not set.
+    turned_on = f'\n[writeback]\nenabled = true\ntracking_api_url = "{sandbox.url}"\n'
+    running.config.write_text(running.config.read_text() + turned_on, encoding="utf-8")
+    config = running.http.get("/readyz").json()["config"]
+    assert config["valid"] is False
+    assert "SEGMENT_WRITE_KEY is not set: export SEGMENT_WRITE_KEY=" in config["error"]
+    assert post(running, {**ENGAGEMENT, "from": "+14155550123"}).status_code == 403
+    assert list(tmp_path.glob("*.sqlite*")) == []
+
+
 def test_write_back_off_is_403(make_connector: ConnectorFactory, sandbox: RunningSandbox) -> None:
     response = post(make_connector(sandbox), {**ENGAGEMENT, "from": "+14155550123"})
     assert response.status_code == 403
@@ -422,3 +541,45 @@ def test_a_poisoned_message_is_parked_and_the_rest_delivered(
     assert "poison-1" not in receipts
     dead = outbox(connector).dead_letters()
     assert [(m, "32 KB" in reason) for m, reason, _ in dead] == [("poison-1", True)]
+
+
+OUTBOX_BOUND = 64 * 1024  # an outbox with nothing pending: its schema and a few pages
+
+
+def test_the_outbox_shrinks_back_once_sent_events_are_past_their_keeping_time(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    config = tmp_path / "connection.toml"
+    writeback = f'\n[writeback]\nenabled = true\ntracking_api_url = "{sandbox.url}"\n'
+    config.write_text(connection_toml(sandbox.url, writeback), encoding="utf-8")
+    connection = load_connection(config, connector_env(sandbox.url))
+    now = [time.time()]
+    lazy = LazyOutbox(lambda: connection.outbox_path, clock=lambda: now[0])
+    box = lazy.get()
+    wal = box.path.with_name(box.path.name + "-wal")
+    for n in range(2000):
+        message = {"type": "track", "userId": f"u{n % 7}", "event": "Bulk", "messageId": f"b{n}"}
+        assert box.add({**message, "properties": {"blob": "x" * 2000}}, subject=f"s{n}")
+    with httpx.Client() as http:
+        drainer = Drainer(lazy, http, lambda: connection, clock=lambda: now[0])
+        drainer.start(idle=0.05)
+        try:
+            until(lambda: box.depth().pending == 0)
+            assert box.file_bytes() > 4_000_000  # 2,000 events of 2 KB went through it
+            now[0] += TIDY_EVERY_SECONDS + 1  # tidied, but sent rows still serve for a day
+            until(lambda: not wal.exists() or wal.stat().st_size == 0)  # checkpointed
+            assert box.depth().sent == 2000 and box.delivered_since("s5", now[0] - 3600)
+            now[0] += KEEP_SENT_SECONDS
+            until(lambda: box.file_bytes() < OUTBOX_BOUND)
+            assert box.depth() == Depth(pending=0, oldest_pending_age=None, sent=0, dead=0)
+        finally:
+            drainer.stop()
+    receipts = sandbox.control.stats(detail=True)["tracking"]["receipts"]
+    assert all(receipts.get(f"b{n}") == 1 for n in range(2000))
+
+
+def until(condition: Callable[[], bool], within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.05)

@@ -151,3 +151,17 @@ def test_outbox_command_shows_and_settles_dead_letters(tmp_path: Path) -> None:
     config.write_text(config.read_text() + 'outbox_path = "later.sqlite"\n')
     assert "2 pending event(s) due now" in outbox("--retry-now")
     assert len(later.claim(10, 10**6, lease=60)) == 2
+
+
+def test_outbox_command_creates_no_outbox(tmp_path: Path) -> None:
+    config = tmp_path / "connection.toml"
+    config.write_text(connection_toml("http://127.0.0.1:9"), encoding="utf-8")  # write-back off
+    shown = subprocess.run(
+        [*CONNECTOR, "outbox", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    assert f"no outbox at {tmp_path / 'outbox.sqlite'} (write-back off)" in shown
+    assert list(tmp_path.glob("*.sqlite*")) == []

@@ -14,7 +14,7 @@ from connector.audit import note_outcome
 from connector.errors import BadRequest, Forbidden, NotFound, RateLimited, UpstreamUnavailable
 from connector.logs import caller_hash
 from connector.models import EventAccepted
-from connector.outbox import Outbox
+from connector.outbox import LazyOutbox
 from connector.resolve import (
     Address,
     CallerField,
@@ -64,8 +64,8 @@ def record_event() -> Response:
         message = build_message(event, identity, datetime.now(UTC), keys)
     except InvalidEvent as error:
         raise BadRequest(f"Invalid event: {error}.") from None
-    outbox: Outbox = current_app.extensions["outbox"]
-    added = outbox.add(message, address.cache_key)  # committed: it cannot be lost from here on
+    outbox: LazyOutbox = current_app.extensions["outbox"]
+    added = outbox.get().add(message, address.cache_key)  # committed: it cannot be lost now
     note_outcome("duplicate" if not added else "queued")
     accepted = EventAccepted(
         messageId=message["messageId"], queued=True, duplicate=not added, identified=identified

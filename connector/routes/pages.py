@@ -13,7 +13,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, render_template, request, send_file
 
-from connector.errors import BadRequest, ProfileApiError
+from connector.errors import BadRequest, ProfileApiError, bounded
 from connector.routes.cards import look_up
 from connector.service import current_service
 
@@ -93,4 +93,5 @@ def page_response(html: str, status: int) -> Response:
 def error_page(status: int, message: str) -> Response:
     """An error as a fragment, which the shell's script shows in place of the card."""
     title = TITLES.get(status, "Something went wrong")
-    return page_response(render_template("error.html", title=title, message=message), status)
+    page = render_template("error.html", title=title, message=bounded(message))
+    return page_response(page, status)

@@ -74,13 +74,19 @@ def _messages(kind: str, body: Any) -> list[Any]:
     shared = body.get("context") if isinstance(body.get("context"), dict) else {}
     messages = [_with_context(item, shared) for item in batch]
     for message in messages:
-        if len(json.dumps(message).encode()) > MAX_MESSAGE_BYTES:
+        if _message_size(message) > MAX_MESSAGE_BYTES:
             raise SegmentError(
                 400,
                 "invalid_request_error",
                 f"A message in the batch is larger than {MAX_MESSAGE_BYTES // 1024} KB.",
             )
     return messages
+
+
+def _message_size(message: Any) -> int:
+    """A batched message's size as a careful sender sends it: compact, with non-ASCII escaped
+    (so UTF-8 text counts as much as it can, never less than on the wire)."""
+    return len(json.dumps(message, separators=(",", ":")).encode())
 
 
 def _with_context(item: Any, shared: dict[str, Any]) -> Any:
