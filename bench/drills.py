@@ -170,7 +170,7 @@ def code_version() -> str:
 
     described = git("describe", "--always", "--dirty") or "unknown"
     connector = git("log", "-1", "--format=%h", "--", "connector")
-    return f"{described} (connector/ as of {connector})" if connector else described
+    return f"{described}, connector/ as of {connector}" if connector else described
 
 
 def summary(drill: Drill) -> str:
@@ -208,7 +208,7 @@ def main() -> None:
         rows = [run_one(name, drill, data) for name, drill in chosen.items()]
     wall = time.monotonic() - started
     print(
-        f"\nDrills against {code_version()} ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC): "
+        f"\nDrills against {code_version()} on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: "
         f"`connector serve` (gunicorn, 2 workers x default threads) and `connector sandbox`; "
         f"{wall:.0f} s wall time\n"
     )

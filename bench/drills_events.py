@@ -230,9 +230,13 @@ def utf8_30kb(data: Path) -> Row:
         state = settle(s, within=60)
         lost, duplicated = delivery(s, tally.accepted)
         tally.demote(lost)
-    dead = [line.strip() for line in state.printed.splitlines() if line.strip().startswith("dead")]
+    reasons = [
+        line.split(": ", 1)[-1]
+        for line in state.printed.splitlines()
+        if line.strip().startswith("dead ")
+    ]
     notes = f"{len(tally.accepted)} accepted, {state.dead} dead-lettered" + (
-        f" ({dead[0][:90]})" if dead else ""
+        f" ({reasons[0][:120]})" if reasons else ""
     )
     return Row("utf8-30kb", tally, notes, lost, duplicated)
 
