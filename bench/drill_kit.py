@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,6 +283,14 @@ def receipts(stack: Stack) -> dict[str, int]:
     """How many times Segment (the sandbox) received each messageId."""
     tracking = stack.control.stats(detail=True)["tracking"]
     return {str(k): int(v) for k, v in tracking.get("receipts", {}).items()}
+
+
+def delivery(s: Stack, accepted: Sequence[str]) -> tuple[int, int]:
+    """Of the events answered 202: how many Segment never received, and received twice or more."""
+    received = receipts(s)
+    ids = set(accepted)
+    lost = sum(1 for m in ids if received.get(m, 0) == 0)
+    return lost, sum(1 for m in ids if received.get(m, 0) > 1)
 
 
 def profile_events(stack: Stack, n: int) -> list[dict[str, Any]]:

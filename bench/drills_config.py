@@ -16,6 +16,7 @@ import httpx
 from bench.drill_kit import (
     Stack,
     connection_toml,
+    delivery,
     known_phone,
     replace_atomically,
     settle,
@@ -37,7 +38,6 @@ from bench.drill_load import (
     timed,
     warm,
 )
-from bench.drills_events import delivery
 
 CALLERS = [known_phone(n) for n in range(20)]
 GAPS = (0.2, 0.5, 0.8, 1.1)  # seconds between a good edit and a bad one

@@ -17,11 +17,11 @@ import httpx
 
 from bench.drill_kit import (
     Stack,
+    delivery,
     events_landed,
     known_phone,
     outbox_state,
     profile_events,
-    receipts,
     settle,
     stack,
 )
@@ -37,16 +37,6 @@ from bench.drill_load import (
     segment_error,
     timed,
 )
-
-LIMIT_BYTES = 64 * 1024
-
-
-def delivery(s: Stack, accepted: Sequence[str]) -> tuple[int, int]:
-    """Of the events answered 202: how many Segment never received, and received twice or more."""
-    received = receipts(s)
-    ids = set(accepted)
-    lost = sum(1 for m in ids if received.get(m, 0) == 0)
-    return lost, sum(1 for m in ids if received.get(m, 0) > 1)
 
 
 def wait_for_delivery(s: Stack, within: float = 20.0) -> bool:
