@@ -35,7 +35,7 @@ from connector.sandbox.control_client import SandboxControl
 from connector.sandbox.core import SandboxConfig
 from connector.sandbox.datagen import synthetic_phone, write_synthetic
 from connector.sandbox.process import sandbox_process
-from connector.serve import serve_process
+from connector.serve import served_process
 
 SPACE, TOKEN = "spa_bench", "bench-token"
 SANDBOX = SandboxConfig()  # its Twilio account checks the benchmark agent's Flex token
@@ -159,9 +159,9 @@ def main() -> None:
             env = {"SEGMENT_PROFILE_API_TOKEN": TOKEN, **SANDBOX.twilio_environment(sandbox.url)}
             agent = control.issue_agent_token()["token"]
             with (
-                serve_process(config, env, workers=args.workers, threads=32) as url,
+                served_process(config, env, workers=args.workers, threads=32) as served,
                 httpx.Client(
-                    base_url=url,
+                    base_url=served.url,
                     timeout=15,
                     limits=httpx.Limits(max_connections=64),
                     headers={"Authorization": f"Bearer {agent}"},

@@ -24,7 +24,7 @@ from connector.outbox import Outbox
 from connector.sandbox.control_client import SandboxControl
 from connector.sandbox.core import SandboxConfig
 from connector.sandbox.process import sandbox_process
-from connector.serve import serve_process
+from connector.serve import served_process
 
 TOKEN, WRITE_KEY, SPACE = "bench-token", "bench-write-key", "spa_bench"
 SANDBOX = SandboxConfig()  # its Twilio account checks the benchmark agent's Flex token
@@ -107,7 +107,8 @@ def main() -> None:
             **SANDBOX.twilio_environment(sandbox.url),
         }
         agent = control.issue_agent_token()["token"]
-        with serve_process(config, env, workers=2, threads=32) as url:
+        with served_process(config, env, workers=2, threads=32) as served:
+            url = served.url
             control.set_faults(error_rate=1.0, targets=["tracking"])  # phase 1: hold delivery
             latencies, accept_wall = accept(url, agent, args.events, args.concurrency)
             held = outbox.depth().pending

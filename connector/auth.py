@@ -33,7 +33,12 @@ from connector.settings import Connection
 from connector.studio_auth import SIGNATURE_HEADER, basic_auth_valid, signature_valid
 
 # The card page's shell and script hold no data (connector.routes.pages).
-PUBLIC_ENDPOINTS = frozenset({"health.healthz", "pages.card_page", "pages.card_script"})
+PUBLIC_ENDPOINTS = frozenset(
+    {"health.healthz", "health.openapi", "pages.card_page", "pages.card_script"}
+)
+# Open to a load balancer's or Kubernetes' probe, which has no credentials: it gets a status;
+# a request that brings credentials has them checked and gets the details.
+PROBE_ENDPOINTS = frozenset({"health.readyz"})
 # Routes that read or write one customer's data: rate-limited per principal and audited.
 LOOKUP_ENDPOINTS = frozenset(
     {"cards.card", "cards.studio_lookup", "events.record_event", "pages.card_view"}
@@ -78,6 +83,8 @@ class Gate:
             return
         if request.endpoint is None:
             return  # no such route: the 404 tells nothing
+        if request.endpoint in PROBE_ENDPOINTS and not _brings_credentials():
+            return
         connection = self.holder.current()
         address = request.remote_addr or "unknown"
         limit = connection.file.auth.failed_auth_per_minute / self.processes
@@ -111,7 +118,7 @@ class Gate:
                 raise Unauthenticated("These Basic auth credentials are not accepted.")
             return Principal("basic", basic[0])
         if signed:
-            raise Unauthenticated("The X-Twilio-Signature does not match this request.")
+            raise Unauthenticated(_signature_mismatch(connection))
         token = _flex_token(credentials.token if credentials is not None else None)
         verdict = self.tokens.verdict(token, connection.twilio)
         if not verdict.valid:
@@ -151,6 +158,34 @@ class Gate:
                     share = per_minute / self.processes
                     budget.set_rate(share / 60, burst=share)
             return self._agents, self._flows
+
+
+def _signature_mismatch(connection: Connection) -> str:
+    """Most mismatches in the field are a proxy: Twilio signed the public URL, and the
+    connector rebuilds it only through the proxies the connection trusts."""
+    message = "The X-Twilio-Signature does not match this request."
+    forwarded = any(name.lower().startswith("x-forwarded-") for name, _ in request.headers.items())
+    trusted = connection.file.auth.trusted_proxies
+    if forwarded and trusted == 0:
+        return (
+            f"{message} It came through a proxy (X-Forwarded-* headers) that the connection "
+            "does not trust: set [auth] trusted_proxies to the number of proxies in front of "
+            "the connector (1 on Heroku), so that the URL Twilio signed is rebuilt."
+        )
+    return (
+        f"{message} Twilio signs the exact URL the widget calls (with the auth token of "
+        f"TWILIO_ACCOUNT_SID); behind {trusted} trusted prox{'y' if trusted == 1 else 'ies'} "
+        "([auth] trusted_proxies), check that count and the widget's URL."
+    )
+
+
+def _brings_credentials() -> bool:
+    headers = request.headers
+    return (
+        "Authorization" in headers
+        or SIGNATURE_HEADER in headers
+        or bool(_field("Token", in_query=False))
+    )
 
 
 def _flex_token(bearer: str | None) -> str:

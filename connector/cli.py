@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import sys
+import tempfile
 import threading
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -38,6 +41,7 @@ from connector.settings import (
 )
 
 DEFAULTS = SandboxConfig()
+SANDBOX_THREADS = 256
 config_option = click.option(
     "--config",
     "config_file",
@@ -169,7 +173,9 @@ def sandbox(
     printed = instance.agent_tokens.issue()
     stopping = stop_on_signals()  # before anything is printed: a caller may signal at once
     try:
-        server = SandboxServer(instance, port).start()
+        # Threads enough that its control plane still answers while a hang fault holds the
+        # connector's requests (a drill's burst can hold a hundred of them).
+        server = SandboxServer(instance, port, threads=SANDBOX_THREADS).start()
     except OSError as error:
         instance.close()
         raise click.ClickException(
@@ -290,13 +296,27 @@ def _check_twilio(http: httpx.Client, account: TwilioAccount) -> str | None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Demo connection; its profile_api_url says where the sandbox listens.",
 )
-def demo(port: int, config_file: Path) -> None:
+@click.option(
+    "--sandbox-port",
+    type=int,
+    help="Run the sandbox on this port instead of the one the file names (a copy is served).",
+)
+def demo(port: int, config_file: Path, sandbox_port: int | None) -> None:
     """The sandbox with demo data and the connector, both on 127.0.0.1."""
+    if not port_is_free(port):
+        raise click.ClickException(
+            f"127.0.0.1:{port} is in use (another connector demo?): free it, or choose another "
+            f"port for the connector with --port, e.g. connector demo --port {port + 10}"
+        )
+    stack = ExitStack()
+    if sandbox_port is not None:
+        config_file = stack.enter_context(_moved_sandbox(config_file, sandbox_port))
     try:
         file = read_connection_file(config_file)
         # The demo uses the sandbox's own token, write key and Twilio account: the sandbox
         # also answers Twilio's token checks. Auth stays on, with an agent token issued for it.
     except ConfigError as error:
+        stack.close()
         raise click.ClickException(str(error)) from None
     sandbox_url = (file.connection.profile_api_url or "http://127.0.0.1:8087").rstrip("/")
     os.environ.update(
@@ -308,7 +328,6 @@ def demo(port: int, config_file: Path) -> None:
     )
     agent_token = "demo-agent-" + secrets.token_urlsafe(18)
     sandbox_port = urlsplit(sandbox_url).port or 8087
-    stack = ExitStack()
     try:
         sandbox = stack.enter_context(
             sandbox_process(
@@ -324,9 +343,11 @@ def demo(port: int, config_file: Path) -> None:
             )
         )
     except RuntimeError as error:  # it printed why (a busy port, most often)
+        stack.close()
         raise click.ClickException(
             f"{error}\nThe demo's sandbox listens where {config_file}'s profile_api_url says "
-            f"(port {sandbox_port}): free that port or edit the file."
+            f"(port {sandbox_port}): free that port, or move the sandbox with --sandbox-port, "
+            f"e.g. connector demo --sandbox-port {sandbox_port + 10}"
         ) from None
     with stack:
         click.echo(sandbox.printed.rstrip())
@@ -335,6 +356,31 @@ def demo(port: int, config_file: Path) -> None:
         # forks its workers could hold a lock the workers then wait on forever.
         _print_examples(url, config_file, agent_token)
         run_server(config_file, LOOPBACK, port, workers=2, threads=32)
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+@contextmanager
+def _moved_sandbox(config_file: Path, sandbox_port: int) -> Iterator[Path]:
+    """A copy of the demo's connection file whose sandbox URLs name `sandbox_port`."""
+    try:
+        file = read_connection_file(config_file)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    listed = (file.connection.profile_api_url or "http://127.0.0.1:8087").rstrip("/")
+    moved = f"http://{LOOPBACK}:{sandbox_port}"
+    with tempfile.TemporaryDirectory(prefix="connector-demo-") as folder:
+        copy = Path(folder) / config_file.name
+        copy.write_text(config_file.read_text(encoding="utf-8").replace(listed, moved), "utf-8")
+        click.echo(f"The sandbox moves to {moved}: serving a copy of {config_file} at {copy}.")
+        yield copy
 
 
 def _print_examples(url: str, config_file: Path, agent_token: str) -> None:

@@ -122,7 +122,9 @@ class AuthenticationFailed(ProfileApiError):
 class UpstreamInvalidRequest(ProfileApiError):
     status = 502
     code = "upstream_invalid_request"
-    public_message = "Segment refused the connector's request."
+    public_message = (
+        "Segment refused the connector's request; check profile_api_url in the connection file."
+    )
 
 
 class RateLimited(ProfileApiError):

@@ -42,9 +42,12 @@ class LoopbackServer:
         return self
 
     def stop(self) -> None:
+        # Stopped outside the lock: stopping waits for the worker threads, and one of them may
+        # be waiting for the lock (a request that changes the sandbox's faults, say).
         with self._lock:
             self._started = False
-            self._close()
+            detached = self._detach()
+        _shut_down(*detached)
 
     def __enter__(self) -> LoopbackServer:
         return self.start()
@@ -67,13 +70,19 @@ class LoopbackServer:
         self._thread.start()
 
     def _close(self) -> None:
-        if self._server is None:
-            return
-        self._server.stop()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = None
-        self._thread = None
+        _shut_down(*self._detach())
+
+    def _detach(self) -> tuple[Server | None, threading.Thread | None]:
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        return server, thread
+
+
+def _shut_down(server: Server | None, thread: threading.Thread | None) -> None:
+    if server is not None:
+        server.stop()
+    if thread is not None:
+        thread.join()
 
 
 def free_port() -> int:

@@ -141,6 +141,12 @@ class ReadinessUpstream(_Model):
     code: str | None  # space_not_found, token_refused, upstream_unavailable, ...
 
 
+class ReadinessSummary(_Model):
+    """What a probe without credentials learns: ready or not (the status says it too)."""
+
+    ready: bool
+
+
 class Readiness(_Model):
     ready: bool
     connection: str

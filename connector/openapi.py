@@ -16,6 +16,7 @@ from connector.models import (
     LookupRequest,
     ProfileCard,
     Readiness,
+    ReadinessSummary,
     StudioLookup,
 )
 from connector.routes.inputs import ENVELOPE_FIELDS
@@ -28,6 +29,7 @@ MODELS: list[type[BaseModel]] = [
     EventAccepted,
     Health,
     Readiness,
+    ReadinessSummary,
     ErrorBody,
 ]
 GATE_FIELDS = {
@@ -62,6 +64,11 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 
 def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _either(first: type[BaseModel], second: type[BaseModel], description: str) -> dict[str, Any]:
+    schema = {"oneOf": [_ref(first), _ref(second)]}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
@@ -239,7 +246,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/healthz": {
                 "get": {
-                    "summary": "The process is alive (the one route open to anyone)",
+                    "summary": "The process is alive (answered even when every thread is busy)",
                     "security": [],
                     "responses": {"200": _json(Health, "Alive")},
                 }
@@ -247,9 +254,13 @@ def openapi_document() -> dict[str, Any]:
             "/readyz": {
                 "get": {
                     "summary": "The connection is valid and Segment answers",
+                    "description": "Without credentials (a load balancer's or Kubernetes' "
+                    "probe): only `ready`; with them, the details.",
+                    # {}: credentials are optional; those given are checked.
+                    "security": [{}, *({name: []} for name in SECURITY_SCHEMES)],
                     "responses": {
-                        "200": _json(Readiness, "Ready"),
-                        "503": _json(Readiness, "Not ready"),
+                        "200": _either(ReadinessSummary, Readiness, "Ready"),
+                        "503": _either(ReadinessSummary, Readiness, "Not ready"),
                         **_errors(401, 403),
                     },
                 }
@@ -257,10 +268,8 @@ def openapi_document() -> dict[str, Any]:
             "/openapi.json": {
                 "get": {
                     "summary": "This document",
-                    "responses": {
-                        "200": {"description": "OpenAPI 3.1"},
-                        **_errors(*AUTH_ERRORS),
-                    },
+                    "security": [],
+                    "responses": {"200": {"description": "OpenAPI 3.1"}},
                 }
             },
         },

@@ -27,7 +27,7 @@ from connector.errors import (
     UpstreamInvalidRequest,
     UpstreamUnavailable,
 )
-from connector.segment_responses import error_message, retry_after
+from connector.segment_responses import error_message, retry_after, segment_error
 
 REQUEST_TIMEOUT = httpx.Timeout(3.0, connect=1.0)
 POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=50)
@@ -151,6 +151,10 @@ def error_for(response: httpx.Response) -> ProfileApiError:
         return AuthenticationFailed(message, status=status, request_id=request_id)
     if status == 404 and SPACE_NOT_FOUND.search(message):
         return SpaceNotFound(message, status=status, request_id=request_id)
+    if status == 404 and segment_error(response) is None:
+        # Not Segment's "no such profile": something else at profile_api_url (a proxy, a wrong
+        # path). Read as "unknown customer", it would make every customer unknown.
+        return UpstreamInvalidRequest(message, status=status, request_id=request_id)
     if status == 404:
         return ProfileNotFound(message, status=status, request_id=request_id)
     if status == 429:

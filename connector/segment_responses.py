@@ -7,11 +7,18 @@ import httpx
 
 def error_message(response: httpx.Response) -> str:
     """`code: message` from Segment's error body, or the status when the body is not one."""
+    error = segment_error(response)
+    return f"{error[0]}: {error[1]}" if error else f"HTTP {response.status_code} from Segment"
+
+
+def segment_error(response: httpx.Response) -> tuple[str, str] | None:
+    """(code, message) when the body is Segment's error shape; None for anything else (a
+    proxy's page, a wrong URL's 404)."""
     try:
         error = response.json()["error"]
-        return f"{error['code']}: {error['message']}"
+        return str(error["code"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
-        return f"HTTP {response.status_code} from Segment"
+        return None
 
 
 def retry_after(response: httpx.Response) -> float | None:

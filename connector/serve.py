@@ -180,20 +180,6 @@ def command_process(
                     process.kill()
 
 
-@contextmanager
-def serve_process(
-    config: Path,
-    env: Mapping[str, str],
-    port: int = 0,
-    workers: int = 1,
-    threads: int = 64,
-    ready_within: float = 20.0,
-) -> Iterator[str]:
-    """Run `connector serve` in a subprocess until the block ends; yield its base URL."""
-    with served_process(config, env, port, workers, threads, ready_within) as served:
-        yield served.url
-
-
 def _wait_until_healthy(served: ServedProcess, within: float) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:

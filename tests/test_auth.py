@@ -95,6 +95,8 @@ def test_flex_token_matrix(
     with anonymous(connector) as client:
         response = client.request(method, path, headers=headers, **send)
     expected = CREDENTIALS[credential] or ok
+    if path == "/openapi.json" or (path == "/readyz" and credential == "none"):
+        expected = ok  # public, and open to probes without credentials
     assert response.status_code == expected, response.text
     assert response.headers["Access-Control-Allow-Origin"] == FLEX  # errors included
     if expected >= 400 and path == "/cards/view":  # the CRM container's iframe gets a page
@@ -108,10 +110,17 @@ def test_flex_token_matrix(
             assert token not in response.text
 
 
-def test_healthz_alone_needs_no_credentials(connector: RunningConnector) -> None:
+def test_probes_and_the_document_need_no_credentials(connector: RunningConnector) -> None:
+    """A load balancer's probe gets readiness and nothing more; credentials get the details."""
     with anonymous(connector) as client:
         assert client.get("/healthz").status_code == 200
-        assert client.get("/readyz").status_code == 401
+        assert client.get("/openapi.json").status_code == 200
+        probe = client.get("/readyz")
+        assert probe.status_code == 200 and probe.json() == {"ready": True}
+        forged = client.get("/readyz", headers={"Authorization": "Bearer forged-token-1"})
+        assert forged.status_code == 401  # credentials that are given are checked
+    details = connector.http.get("/readyz").json()
+    assert details["ready"] is True and {"version", "config", "upstream"} <= set(details)
 
 
 @pytest.mark.parametrize("where", ["form", "json"])
@@ -347,7 +356,9 @@ def test_signatures_behind_a_proxy_need_the_proxy_trusted(
     untrusted = make_connector(demo)
     trusted = make_connector(demo, "\n[auth]\ntrusted_proxies = 1\n")
     with anonymous(untrusted) as client:
-        assert client.post("/v1/studio/lookup", data=form, headers=forwarded).status_code == 401
+        refused = client.post("/v1/studio/lookup", data=form, headers=forwarded)
+        assert refused.status_code == 401
+        assert "set [auth] trusted_proxies" in refused.json()["error"]["message"]
     with anonymous(trusted) as client:
         answer = client.post("/v1/studio/lookup", data=form, headers=forwarded)
         assert answer.status_code == 200, answer.text

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from connector.serve import serve_process
+from connector.serve import served_process
 from tests.conftest import (
     ConnectorFactory,
     RunningConnector,
@@ -339,7 +339,8 @@ def test_200_concurrent_lookups_make_one_fetch_per_section(
     # One agent's 200 lookups: above the default per-agent limit, which is not under test here.
     extra = "\n[auth]\nagent_lookups_per_minute = 1000\n"
     config.write_text(connection_toml(own_sandbox.url, extra), encoding="utf-8")
-    with serve_process(config, connector_env(own_sandbox.url), threads=200) as url:
+    with served_process(config, connector_env(own_sandbox.url), threads=200) as served:
+        url = served.url
         barrier = threading.Barrier(200)
         names: list[str] = []
         auth = {"Authorization": f"Bearer {reference.agent_token}"}

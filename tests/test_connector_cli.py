@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -212,3 +213,53 @@ def _wait_for_event(url: str, headers: dict[str, str], name: str) -> bool:
             return True
         time.sleep(0.3)
     return False
+
+
+def test_demo_names_the_flag_that_moves_a_busy_port(tmp_path: Path) -> None:
+    """A busy connector port names --port; a busy sandbox port names --sandbox-port, which
+    then runs the demo with the sandbox moved."""
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    taken = busy.getsockname()[1]
+    demo = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
+    config = tmp_path / "demo.toml"
+    config.write_text(demo.read_text().replace("127.0.0.1:8087", f"127.0.0.1:{taken}"))
+    with busy:
+        for args, flag in (
+            (["--port", str(taken)], "--port"),
+            (["--port", str(free_port())], "--sandbox-port"),
+        ):
+            result = subprocess.run(
+                [*CONNECTOR, "demo", "--config", str(config), *args],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert result.returncode == 1, result.stdout + result.stderr
+            assert f"connector demo {flag} " in result.stderr, result.stderr
+        port, sandbox_port = free_port(), free_port()
+        moved = ["--port", str(port), "--sandbox-port", str(sandbox_port)]
+        with (
+            (tmp_path / "moved.out").open("w+", encoding="utf-8") as out,
+            subprocess.Popen(
+                [*CONNECTOR, "demo", "--config", str(config), *moved],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+            ) as process,
+        ):
+            try:
+                printed = _printed_examples(out, process)
+                agent = {"Authorization": f"Bearer {printed['token']}"}
+                card = _first_card(f"http://127.0.0.1:{port}", process, agent)
+                sandbox = httpx.get(f"http://127.0.0.1:{sandbox_port}/_sandbox", timeout=5)
+            finally:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+    assert card is not None and card["profile"]["name"] == "Ada Lovelace"
+    assert sandbox.status_code == 200

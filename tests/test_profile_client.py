@@ -121,6 +121,22 @@ def test_a_missing_space_is_not_a_missing_profile(
     assert sandbox.control.stats()["profile_api"]["requests"] == 1  # not retried
 
 
+def test_a_404_that_is_not_segments_is_not_a_missing_profile() -> None:
+    """Something else at profile_api_url (a proxy, a wrong path) answering 404: if it were
+    read as "no such profile", every customer would be unknown."""
+
+    def elsewhere(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, text="<html><h1>Not Found</h1></html>")
+
+    with httpx.Client(transport=httpx.MockTransport(elsewhere)) as http:
+        wrong = ProfileClient(
+            http, "http://proxy.invalid", SPACE, SecretStr(TOKEN), LocalRateBudget(1000)
+        )
+        with pytest.raises(UpstreamInvalidRequest) as caught:
+            wrong.get("users", "user_id:u1", "traits", Deadline(5))
+    assert "profile_api_url" in caught.value.public_message
+
+
 def test_invalid_requests_are_not_retried(http: httpx.Client, sandbox: RunningSandbox) -> None:
     with pytest.raises(UpstreamInvalidRequest):
         client(http, sandbox).get("users", "user_id:u1", "traits", Deadline(5), {"limit": "999"})

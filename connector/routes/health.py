@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from connector.models import Health, Readiness, ReadinessConfig, ReadinessUpstream
+from connector.auth import current_principal
+from connector.models import (
+    Health,
+    Readiness,
+    ReadinessConfig,
+    ReadinessSummary,
+    ReadinessUpstream,
+)
 from connector.openapi import openapi_document
 from connector.service import current_service
 
@@ -24,10 +31,16 @@ def healthz() -> Response:
 @blueprint.get("/readyz")
 def readyz() -> Response:
     """503 when Segment does not answer with this token; a refused edit of the connection file
-    is reported but keeps readiness, since the last good connection goes on serving."""
+    is reported but keeps readiness, since the last good connection goes on serving. Without
+    credentials (a load balancer's probe), only whether the connector is ready."""
     service = current_service()
     connection = service.holder.current()
     upstream = service.probe()
+    status = 200 if upstream.ok else 503
+    if current_principal() is None:  # a probe without credentials: the status, no details
+        response = jsonify(ReadinessSummary(ready=upstream.ok).model_dump())
+        response.status_code = status
+        return response
     error = service.holder.error
     readiness = Readiness(
         ready=upstream.ok,
@@ -44,5 +57,5 @@ def readyz() -> Response:
         cache=service.cache_stats(),
     )
     response = jsonify(readiness.model_dump())
-    response.status_code = 200 if upstream.ok else 503
+    response.status_code = status
     return response
