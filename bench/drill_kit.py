@@ -262,7 +262,8 @@ def outbox_state(config: Path) -> OutboxState:
         timeout=60,
         check=False,
     )
-    match = re.search(r"(\d+) pending.*?(\d+) sent, (\d+) dead", result.stdout)
+    # "N pending (oldest ...), N sent[ (kept ...)], N dead[ (kept ...)]", then dead letters.
+    match = re.search(r"(\d+) pending.*?(\d+) sent\b.*?(\d+) dead", result.stdout)
     if not match:
         raise RuntimeError(f"connector outbox printed no depth: {result.stdout}{result.stderr}")
     pending, sent, dead = (int(g) for g in match.groups())

@@ -72,9 +72,12 @@ class BridgeLimits:
 class WsgiBridge:
     """An ASGI application that runs a WSGI app in a bounded thread pool."""
 
-    def __init__(self, app: WSGIApp, limits: BridgeLimits) -> None:
+    def __init__(
+        self, app: WSGIApp, limits: BridgeLimits, on_shutdown: Callable[[], None] | None = None
+    ) -> None:
         self.app = app
         self.limits = limits
+        self.on_shutdown = on_shutdown
         self.executor = ThreadPoolExecutor(limits.threads, thread_name_prefix="wsgi")
         self.queued = 0  # touched only on the event loop
         self.shed = 0
@@ -151,6 +154,8 @@ class WsgiBridge:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.executor.shutdown(wait=False, cancel_futures=True)
+                if self.on_shutdown is not None:  # the drainer's batch in flight ends first
+                    await asyncio.get_running_loop().run_in_executor(None, self.on_shutdown)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -214,6 +219,10 @@ def wsgi_environ(scope: Scope, body: bytes, arrived: float) -> dict[str, Any]:
         ARRIVED: arrived,
     }
     for raw_name, raw_value in scope.get("headers", []):
+        if b"_" in raw_name:
+            # X_Forwarded_For would land on the same key as X-Forwarded-For: dropped, as
+            # gunicorn's WSGI workers drop it, so no header can pose as another.
+            continue
         name = raw_name.decode("latin-1").upper().replace("-", "_")
         value = raw_value.decode("latin-1")
         if name == "CONTENT_TYPE":

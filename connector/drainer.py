@@ -27,9 +27,10 @@ MAX_BATCH_BYTES = 450 * 1024  # the messages, under Segment's 500 KB for the who
 BATCH_OPEN, BATCH_CLOSE = b'{"batch":[', b"]}"
 LEASE_SECONDS = 15.0  # longer than SEND_TIMEOUT: a live drainer never loses its lease
 SEND_TIMEOUT = httpx.Timeout(10.0, connect=2.0)
-# Deleting old sent rows and reclaiming their pages takes a write lock: every few minutes is
-# plenty for rows kept a day, and keeps it out of the way of events being accepted.
-TIDY_EVERY_SECONDS = 600.0
+# Deleting old sent rows, reclaiming the pages their bodies held and truncating the -wal file
+# take a write lock for milliseconds: once a minute keeps the files near their working size
+# without getting in the way of events being accepted.
+TIDY_EVERY_SECONDS = 60.0
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,9 @@ class Outbox:
             db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")  # an accepted event survives a power cut
+            # After each checkpoint the -wal file is cut back to 1 MB, rather than staying at
+            # the size of the largest burst it ever held.
+            db.execute("PRAGMA journal_size_limit=1048576")
             self._local.db = db
         return db
 

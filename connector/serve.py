@@ -17,7 +17,7 @@ import httpx
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from connector.app import LAST_GOOD_ENV, MAX_BODY_BYTES, AppSettings, create_app
+from connector.app import LAST_GOOD_ENV, MAX_BODY_BYTES, AppSettings, close_app, create_app
 from connector.bridge import BridgeLimits, WsgiBridge
 from connector.hot_reload import ConnectionHolder, LastGood
 from connector.logs import configure_logging, server_log_config
@@ -76,7 +76,7 @@ def serve_behind_bridge(app: Flask, threads: int) -> WsgiBridge:
         max_body=MAX_BODY_BYTES,
         deadline=lambda: holder.current().file.lookup.timeout_seconds,
     )
-    return WsgiBridge(app, limits)
+    return WsgiBridge(app, limits, on_shutdown=lambda: close_app(app))
 
 
 def serve(config: Path, host: str, port: int, workers: int, threads: int) -> None:

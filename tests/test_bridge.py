@@ -87,7 +87,11 @@ def test_a_request_reaches_the_wsgi_app_with_its_raw_target_and_whole_body() -> 
         path="/v1/cards",
         method="POST",
         chunks=(b"From=%2B1", b"4155550123"),
-        headers=[(b"x-forwarded-for", b"10.0.0.1"), (b"transfer-encoding", b"chunked")],
+        headers=[
+            (b"x_forwarded_for", b"6.6.6.6"),  # would pose as X-Forwarded-For: dropped
+            (b"x-forwarded-for", b"10.0.0.1"),
+            (b"transfer-encoding", b"chunked"),
+        ],
         query=b"bodySHA256=abc%2B",
     )
     seen = json.loads(body)

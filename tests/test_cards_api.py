@@ -458,7 +458,7 @@ def test_readiness_when_segment_is_down(
     connector = make_connector(own_sandbox)
     # The agent's token is checked (and cached) before the outage, which also silences the
     # sandbox's Twilio side.
-    assert connector.http.get("/openapi.json").status_code == 200
+    assert connector.card(**{"from": "+14155550123"}).status_code == 200
     own_sandbox.control.set_faults(outage="refuse", seconds=10)
     try:
         ready = connector.http.get("/readyz")
