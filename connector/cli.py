@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import signal
@@ -21,6 +22,7 @@ from twilio.request_validator import RequestValidator
 from connector.errors import TwilioRefusedCredentials, TwilioUnavailable
 from connector.flex_tokens import FlexTokens
 from connector.hot_reload import ConnectionHolder
+from connector.logs import configure_logging
 from connector.outbox import Outbox
 from connector.profile_api import build_http_client
 from connector.sandbox.core import DataFileError, Sandbox, SandboxConfig
@@ -218,10 +220,12 @@ def serve(config_file: Path | None, host: str, port: int, workers: int, threads:
     """Run the connector under gunicorn. Put TLS in front of it (a platform router or a proxy):
     Flex tokens travel in its requests."""
     path = config_path(config_file)
+    configure_logging()  # from the first line on, a platform's log pipeline reads JSON
     try:
         run_server(path, host, port, workers, threads)
     except ConfigError as error:
-        raise click.ClickException(str(error)) from None
+        logging.getLogger("connector.serve").error("connection file refused: %s", error)
+        sys.exit(1)
 
 
 @main.command()
