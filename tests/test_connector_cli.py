@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -109,9 +110,10 @@ def test_serve_refuses_an_invalid_file(tmp_path: Path) -> None:
         timeout=30,
         check=False,
     )
-    assert result.returncode != 0 and "connection.space_id: required key is missing" in (
-        result.stderr
-    )
+    assert result.returncode != 0
+    (line,) = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    assert line["level"] == "error"
+    assert "connection.space_id: required key is missing" in line["message"]
 
 
 def test_demo_runs_the_sandbox_and_the_connector(tmp_path: Path) -> None:
