@@ -190,6 +190,11 @@ def _brings_credentials() -> bool:
 
 def _flex_token(bearer: str | None) -> str:
     token = bearer or _field("Token", in_query=False)  # a token in a URL ends up in logs
+    if not token and "Token" in request.args:
+        raise Unauthenticated(
+            "A Flex token is never read from a URL, where logs would keep it: send it as "
+            "Authorization: Bearer, or as a Token field in the body."
+        )
     if not token:
         raise Unauthenticated(
             "Send the agent's Flex token (Authorization: Bearer, or a Token field), "

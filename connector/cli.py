@@ -170,9 +170,8 @@ def sandbox(
             f"loaded {path}: {report.messages} messages ({report.accepted} accepted) in "
             f"{report.seconds:.1f}s, {report.rate:,.0f} messages/s"
         )
-    for value in agent_tokens:
-        instance.agent_tokens.issue(token=value)
-    printed = instance.agent_tokens.issue()
+    issued = [instance.agent_tokens.issue(token=value) for value in agent_tokens]
+    printed = issued[0] if issued else instance.agent_tokens.issue()  # one token to try, not two
     stopping = stop_on_signals()  # before anything is printed: a caller may signal at once
     try:
         # Threads enough that its control plane still answers while a hang fault holds the
@@ -267,7 +266,12 @@ def check(config_file: Path | None) -> None:
             err=True,
         )
     else:
-        click.echo(f"FAILED ({upstream.code}): {upstream.detail}{request_id}", err=True)
+        # For the admin, what happened and where: `cannot reach Segment (ConnectError)` at a URL.
+        click.echo(
+            f"FAILED ({upstream.code}): {upstream.cause or upstream.detail} at "
+            f"{connection.profile_api_url}{request_id}",
+            err=True,
+        )
     if twilio is None:
         click.echo(
             f"OK: Twilio ({connection.twilio.iam_url}) accepted TWILIO_ACCOUNT_SID and "

@@ -86,7 +86,10 @@ class ProfileApiError(ConnectorError):
     def response(self) -> Response:
         # Segment's message stays in our logs; callers get a message about us, not our upstream.
         suffix = f" (Segment Request-Id {self.request_id})" if self.request_id else ""
-        return error_response(self.status, self.code, self.public_message + suffix)
+        response = error_response(self.status, self.code, self.public_message + suffix)
+        if self.request_id:  # for the support ticket: scripts may read it (CORS exposes it)
+            response.headers["Request-Id"] = self.request_id
+        return response
 
     public_message = "Segment's Profile API is unavailable; try again shortly."
 

@@ -46,6 +46,7 @@ class Upstream:
     detail: str
     request_id: str | None = None
     code: str | None = None  # what failed, as the API names it (space_not_found, token_refused)
+    cause: str | None = None  # our own words for it, for the admin (`connector check`)
 
     @property
     def ok(self) -> bool:
@@ -264,7 +265,9 @@ class CardService:
         except AuthenticationFailed as error:
             result = Upstream(True, False, error.public_message, error.request_id, error.code)
         except ProfileApiError as error:
-            result = Upstream(False, None, error.public_message, error.request_id, error.code)
+            result = Upstream(
+                False, None, error.public_message, error.request_id, error.code, error.message
+            )
         with self._lock:
             self._probe = (time.monotonic(), result)
         return result

@@ -110,6 +110,16 @@ def test_flex_token_matrix(
             assert token not in response.text
 
 
+def test_a_token_in_a_query_string_is_refused_saying_where_it_goes(
+    connector: RunningConnector,
+) -> None:
+    with anonymous(connector) as client:
+        refused = client.get("/v1/cards", params={"from": ADA, "Token": connector.agent_token})
+    assert refused.status_code == 401
+    message = refused.json()["error"]["message"]
+    assert "never read from a URL" in message and connector.agent_token not in message
+
+
 def test_probes_and_the_document_need_no_credentials(connector: RunningConnector) -> None:
     """A load balancer's probe gets readiness and nothing more; credentials get the details."""
     with anonymous(connector) as client:

@@ -427,6 +427,7 @@ def test_a_missing_space_is_a_503_that_names_it_not_an_unknown_customer(
     assert response.status_code == 503
     error = response.json()["error"]
     assert error["code"] == "space_not_found" and "check space_id" in error["message"]
+    assert response.headers["Request-Id"] in error["message"]  # Segment's, for support
     # Not a "no" about this customer: the next candidate is not tried, and nothing is cached.
     assert own_sandbox.control.stats()["profile_api"]["requests"] == 1
     flat = connector.http.post("/v1/studio/lookup", data={"From": "+14155550199"})

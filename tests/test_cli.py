@@ -41,7 +41,7 @@ def test_sandbox_serves_the_demo_data_and_prints_what_to_use() -> None:
     ) as (url, printed):
         assert "33 user profiles, 3 accounts" in printed
         agent = re.search(r"Flex agent token: (\S+)", printed)
-        assert agent
+        assert agent and agent[1] == "fixed-agent-token"  # the one given, not a second one
         response = httpx.get(
             f"{url}/v1/spaces/spa_cli/collections/users/profiles/phone:%2B14155550123/traits",
             params={"include": "name,plan"},

@@ -89,8 +89,10 @@ def test_check_fails_on_an_unknown_space(tmp_path: Path, sandbox: RunningSandbox
 
 
 def test_check_fails_when_segment_is_unreachable(tmp_path: Path) -> None:
-    result = check(write(tmp_path, connection_toml(f"http://127.0.0.1:{free_port()}")))
+    url = f"http://127.0.0.1:{free_port()}"
+    result = check(write(tmp_path, connection_toml(url)))
     assert result.returncode == 1 and "unavailable" in result.stderr
+    assert f"cannot reach Segment (ConnectError) at {url}" in result.stderr
 
 
 def test_check_names_the_key_of_a_bad_file(tmp_path: Path, sandbox: RunningSandbox) -> None:
