@@ -79,7 +79,7 @@ class WsgiBridge:
         self.limits = limits
         self.on_shutdown = on_shutdown
         self.executor = ThreadPoolExecutor(limits.threads, thread_name_prefix="wsgi")
-        self.queued = 0  # touched only on the event loop
+        self.in_flight = 0  # requests given to the pool and not answered; only the loop counts
         self.shed = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -99,29 +99,25 @@ class WsgiBridge:
         await _send(send, await self._dispatch(scope, body, arrived))
 
     async def _dispatch(self, scope: Scope, body: bytes, arrived: float) -> Reply:
-        if self.queued >= self.limits.max_queued:
+        if self.in_flight >= self.limits.threads + self.limits.max_queued:
             self.shed += 1
             return overloaded(scope["path"], "The connector is at capacity")
-        loop = asyncio.get_running_loop()
-        environ = wsgi_environ(scope, body, arrived)
-        started = loop.create_future()
-
-        def run() -> Reply:
-            loop.call_soon_threadsafe(_settle, started)
-            return call_wsgi(self.app, environ)
-
-        self.queued += 1
-        job = asyncio.wrap_future(self.executor.submit(run))
+        future = self.executor.submit(call_wsgi, self.app, wsgi_environ(scope, body, arrived))
+        job = asyncio.wrap_future(future)
+        self.in_flight += 1
         try:
             budget = max(0.0, arrived + self.limits.deadline() - time.monotonic())
-            await asyncio.wait({started, job}, timeout=budget, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({job}, timeout=budget)
+            if not done and future.cancel():
+                # Its deadline passed while it waited for a thread (a running one cannot be
+                # cancelled, and honours the deadline itself): answering now beats answering late.
+                self.shed += 1
+                return overloaded(
+                    scope["path"], "The connector could not take this request in time"
+                )
+            return await job
         finally:
-            self.queued -= 1
-        if not started.done() and job.cancel():
-            # Its deadline passed while it waited for a thread: answering now beats answering late.
-            self.shed += 1
-            return overloaded(scope["path"], "The connector could not take this request in time")
-        return await job
+            self.in_flight -= 1
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | Reply:
         """The whole body, read on the loop; a 413 past the limit whatever the framing."""
@@ -158,11 +154,6 @@ class WsgiBridge:
                     await asyncio.get_running_loop().run_in_executor(None, self.on_shutdown)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def call_wsgi(app: WSGIApp, environ: dict[str, Any]) -> Reply:
