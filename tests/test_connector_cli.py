@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qsl
@@ -124,15 +126,9 @@ def test_demo_runs_the_sandbox_and_the_connector(tmp_path: Path) -> None:
     demo = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
     config = tmp_path / "demo.toml"
     config.write_text(demo.read_text().replace("127.0.0.1:8087", f"127.0.0.1:{sandbox_port}"))
-    # Output to a file: a pipe read only at the end would fill with logs and block the demo.
-    with (
-        (tmp_path / "demo.out").open("w+", encoding="utf-8") as out,
-        subprocess.Popen(
-            [*CONNECTOR, "demo", "--port", str(port), "--config", str(config)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        ) as process,
+    with demo_running(tmp_path / "demo.out", "--port", str(port), "--config", str(config)) as (
+        out,
+        process,
     ):
         try:
             printed = _printed_examples(out, process)
@@ -171,6 +167,26 @@ def test_demo_runs_the_sandbox_and_the_connector(tmp_path: Path) -> None:
     assert card["profile"]["name"] == "Ada Lovelace"
     with pytest.raises(httpx.ConnectError):  # the demo's sandbox stopped with it
         httpx.get(f"http://127.0.0.1:{sandbox_port}/_sandbox")
+
+
+@contextmanager
+def demo_running(log: Path, *args: str) -> Iterator[tuple[IO[str], subprocess.Popen[str]]]:
+    """`connector demo ARGS` until the block ends, then SIGINT as Ctrl-C sends it. Its output
+    goes to a file: a pipe read only at the end would fill with logs and block the demo."""
+    with (
+        log.open("w+", encoding="utf-8") as out,
+        subprocess.Popen(
+            [*CONNECTOR, "demo", *args], stdout=out, stderr=subprocess.STDOUT, text=True
+        ) as process,
+    ):
+        try:
+            yield out, process
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def _printed_examples(out: IO[str], process: subprocess.Popen[str]) -> dict[str, str]:
@@ -245,25 +261,13 @@ def test_demo_names_the_flag_that_moves_a_busy_port(tmp_path: Path) -> None:
             assert f"connector demo {flag} " in result.stderr, result.stderr
         port, sandbox_port = free_port(), free_port()
         moved = ["--port", str(port), "--sandbox-port", str(sandbox_port)]
-        with (
-            (tmp_path / "moved.out").open("w+", encoding="utf-8") as out,
-            subprocess.Popen(
-                [*CONNECTOR, "demo", "--config", str(config), *moved],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                text=True,
-            ) as process,
+        with demo_running(tmp_path / "moved.out", "--config", str(config), *moved) as (
+            out,
+            process,
         ):
-            try:
-                printed = _printed_examples(out, process)
-                agent = {"Authorization": f"Bearer {printed['token']}"}
-                card = _first_card(f"http://127.0.0.1:{port}", process, agent)
-                sandbox = httpx.get(f"http://127.0.0.1:{sandbox_port}/_sandbox", timeout=5)
-            finally:
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            printed = _printed_examples(out, process)
+            agent = {"Authorization": f"Bearer {printed['token']}"}
+            card = _first_card(f"http://127.0.0.1:{port}", process, agent)
+            sandbox = httpx.get(f"http://127.0.0.1:{sandbox_port}/_sandbox", timeout=5)
     assert card is not None and card["profile"]["name"] == "Ada Lovelace"
     assert sandbox.status_code == 200
