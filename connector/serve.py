@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from connector.logs import configure_logging, server_log_config
 from connector.loopback import free_port
 
 HOST = "127.0.0.1"  # the demo, tests and benchmarks
+STATE_PREFIX = "connector-state-"  # + the master's pid: its last-good copy of the file
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - production: every route but /healthz needs credentials
 
 
@@ -86,11 +88,31 @@ def serve(config: Path, host: str, port: int, workers: int, threads: int) -> Non
     one) and kept as the workers' last-good copy: from then on, a worker that boots while the
     admin's file is bad serves that copy instead of failing to boot and taking gunicorn down.
     """
-    with tempfile.TemporaryDirectory(prefix="connector-") as state:
+    _sweep_states_of_dead_servers()
+    with tempfile.TemporaryDirectory(prefix=f"{STATE_PREFIX}{os.getpid()}-") as state:
         last_good = Path(state) / "connection.last-good.toml"
         ConnectionHolder(config, last_good=LastGood(last_good))  # validates, then publishes
         os.environ[LAST_GOOD_ENV] = str(last_good)
         ConnectorServer(config, host, port, workers, threads).run()
+
+
+def _sweep_states_of_dead_servers() -> None:
+    """Remove the state folders of servers killed too hard to clean up (`kill -9`): each is
+    named after its master's process id."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{STATE_PREFIX}*-*"):
+        pid = folder.name.removeprefix(STATE_PREFIX).partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 @dataclass(frozen=True)

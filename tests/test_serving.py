@@ -10,6 +10,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from connector.serve import ServedProcess, served_process
+from connector.serve import STATE_PREFIX, ServedProcess, served_process
 from connector.studio_auth import SIGNATURE_HEADER as SIGNATURE
 from tests.conftest import RunningSandbox, SandboxFactory, connection_toml, connector_env
 from tests.test_auth import sign, signed_json
@@ -263,3 +265,20 @@ def test_studio_signatures_hold_through_the_front(
         )
     assert by_form.status_code == 200 and by_form.json()["status"] == "found"
     assert by_json.status_code == 200 and by_json.json()["status"] == "found"
+
+
+def test_a_server_killed_too_hard_to_clean_up_is_swept_at_the_next_start(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    dead = Path(tempfile.gettempdir()) / f"{STATE_PREFIX}{_pid_of_ended()}-x"
+    dead.mkdir()
+    (dead / "connection.last-good.toml").write_text("# left by a kill -9", encoding="utf-8")
+    with serving(make_sandbox(data="demo"), tmp_path / "connection.toml") as (served, _):
+        own = list(Path(tempfile.gettempdir()).glob(f"{STATE_PREFIX}{served.process.pid}-*"))
+    assert not dead.exists() and len(own) == 1
+
+
+def _pid_of_ended() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
