@@ -8,7 +8,8 @@ a request line.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -18,6 +19,7 @@ import pytest
 from playwright.sync_api import (
     Browser,
     BrowserContext,
+    Page,
     Request,
     expect,
 )
@@ -235,9 +237,20 @@ def assert_kept_out_of_urls(wire: Wire, secrets: Iterable[str]) -> None:
             assert secret not in line, f"{secret!r} in the request line {line}"
 
 
-def test_the_card_renders_in_chromium_from_the_fragment_alone(
+@dataclass
+class FlexTab:
+    """A browser tab on a stand-in for flex.twilio.com, with the connector it may frame."""
+
+    connector: RunningConnector
+    wire: Wire
+    page: Page
+    console: list[str]
+
+
+@contextmanager
+def flex_tab(
     browser: Browser, make_connector: ConnectorFactory, demo: RunningSandbox
-) -> None:
+) -> Iterator[FlexTab]:
     flex = parent_page()  # its origin stands in for https://flex.twilio.com
     try:
         connector = make_connector(demo, f'\n[cors]\nallowed_origins = ["{flex.url}"]\n')
@@ -250,7 +263,17 @@ def test_the_card_renders_in_chromium_from_the_fragment_alone(
         console: list[str] = []
         page.on("console", lambda message: console.append(message.text))
         page.goto(f"{flex.url}/")
+        yield FlexTab(connector, wire, page, console)
+        context.close()
+    finally:
+        flex.stop()
 
+
+def test_the_card_renders_in_chromium_from_the_fragment_alone(
+    browser: Browser, make_connector: ConnectorFactory, demo: RunningSandbox
+) -> None:
+    with flex_tab(browser, make_connector, demo) as tab:
+        connector, wire, page, console = tab.connector, tab.wire, tab.page, tab.console
         frame = frame_to(page, fragment_url(connector, ADA))
         expect(frame.locator("#name")).to_have_text("Ada Lovelace")
         assert "$1,850.00" in frame.inner_text("#traits")
@@ -262,24 +285,13 @@ def test_the_card_renders_in_chromium_from_the_fragment_alone(
         assert not [line for line in console if "Content Security Policy" in line], console
         assert wire.posts() == 1
         assert_kept_out_of_urls(wire, secret_forms(connector.agent_token, ADA))
-        context.close()
-    finally:
-        flex.stop()
 
 
 def test_switching_the_fragment_switches_the_card_without_a_reload(
     browser: Browser, make_connector: ConnectorFactory, demo: RunningSandbox
 ) -> None:
-    flex = parent_page()
-    try:
-        connector = make_connector(demo, f'\n[cors]\nallowed_origins = ["{flex.url}"]\n')
-        wire = Wire()
-        wire.record(connector)
-        context = browser.new_context()
-        context.add_init_script(CSP_WATCH)
-        wire.watch(context)
-        page = context.new_page()
-        page.goto(f"{flex.url}/")
+    with flex_tab(browser, make_connector, demo) as tab:
+        connector, wire, page = tab.connector, tab.wire, tab.page
         frame = frame_to(page, fragment_url(connector, ADA))
         expect(frame.locator("#name")).to_have_text("Ada Lovelace")
         frame.evaluate("window.sameDocument = true")
@@ -297,9 +309,6 @@ def test_switching_the_fragment_switches_the_card_without_a_reload(
 
         assert wire.request_lines.count("GET /cards/view") == 1 and wire.posts() == 3
         assert_kept_out_of_urls(wire, secret_forms(connector.agent_token, ADA, ALAN))
-        context.close()
-    finally:
-        flex.stop()
 
 
 def test_the_card_page_is_framed_by_allowed_origins_only(
