@@ -119,7 +119,7 @@ class Gate:
             return Principal("basic", basic[0])
         if signed:
             raise Unauthenticated(_signature_mismatch(connection))
-        token = _flex_token(credentials.token if credentials is not None else None)
+        token = _flex_token(credentials)
         verdict = self.tokens.verdict(token, connection.twilio)
         if not verdict.valid:
             raise Unauthenticated(f"The Flex token was refused ({verdict.message[:120]}).")
@@ -133,8 +133,8 @@ class Gate:
     def _known_agent(self, credentials: Authorization | None, connection: Connection) -> bool:
         if SIGNATURE_HEADER in request.headers or (credentials and credentials.type == "basic"):
             return False
-        token = (credentials.token if credentials else None) or _field("Token", in_query=False)
-        return bool(token) and self.tokens.known_valid(token or "", connection.twilio)
+        token = _offered_token(credentials)
+        return token is not None and self.tokens.known_valid(token, connection.twilio)
 
     def _limit(self, principal: Principal, connection: Connection) -> None:
         agents, flows = self._budgets(connection)
@@ -188,8 +188,14 @@ def _brings_credentials() -> bool:
     )
 
 
-def _flex_token(bearer: str | None) -> str:
-    token = bearer or _field("Token", in_query=False)  # a token in a URL ends up in logs
+def _offered_token(credentials: Authorization | None) -> str | None:
+    """A Flex token as Bearer or as a Token body field; never from a URL, where logs keep it."""
+    bearer = credentials.token if credentials is not None else None
+    return bearer or _field("Token", in_query=False)
+
+
+def _flex_token(credentials: Authorization | None) -> str:
+    token = _offered_token(credentials)
     if not token and "Token" in request.args:
         raise Unauthenticated(
             "A Flex token is never read from a URL, where logs would keep it: send it as "

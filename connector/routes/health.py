@@ -13,7 +13,7 @@ from connector.models import (
     ReadinessUpstream,
 )
 from connector.openapi import openapi_document
-from connector.service import current_service
+from connector.service import CardService, Upstream, current_service
 
 blueprint = Blueprint("health", __name__)
 
@@ -34,15 +34,20 @@ def readyz() -> Response:
     is reported but keeps readiness, since the last good connection goes on serving. Without
     credentials (a load balancer's probe), only whether the connector is ready."""
     service = current_service()
-    connection = service.holder.current()
     upstream = service.probe()
-    status = 200 if upstream.ok else 503
-    if current_principal() is None:  # a probe without credentials: the status, no details
-        response = jsonify(ReadinessSummary(ready=upstream.ok).model_dump())
-        response.status_code = status
-        return response
+    body: Readiness | ReadinessSummary = ReadinessSummary(ready=upstream.ok)
+    if current_principal() is not None:  # a probe without credentials gets the status alone
+        body = _details(service, upstream)
+    response = jsonify(body.model_dump())
+    response.status_code = 200 if upstream.ok else 503
+    return response
+
+
+def _details(service: CardService, upstream: Upstream) -> Readiness:
+    """What an agent or an admin with credentials sees: version, file, upstream, cache."""
+    connection = service.holder.current()
     error = service.holder.error
-    readiness = Readiness(
+    return Readiness(
         ready=upstream.ok,
         connection=connection.file.connection.friendly_name,
         version=connection.version,
@@ -56,6 +61,3 @@ def readyz() -> Response:
         ),
         cache=service.cache_stats(),
     )
-    response = jsonify(readiness.model_dump())
-    response.status_code = status
-    return response
