@@ -35,7 +35,7 @@ from connector.sandbox.control_client import SandboxControl
 from connector.sandbox.core import SandboxConfig
 from connector.sandbox.datagen import synthetic_phone, write_synthetic
 from connector.sandbox.process import sandbox_process
-from connector.serve import served_process
+from connector.serving.processes import served_process
 
 SPACE, TOKEN = "spa_bench", "bench-token"
 SANDBOX = SandboxConfig()  # its Twilio account checks the benchmark agent's Flex token

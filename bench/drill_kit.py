@@ -24,9 +24,9 @@ from typing import IO, Any
 
 import httpx
 
-from connector.loopback import free_port
 from connector.sandbox.control_client import SandboxControl
 from connector.sandbox.process import sandbox_process
+from connector.serving.loopback import free_port
 
 SPACE, TOKEN, WRITE_KEY = "spa_drills", "drill-profile-token", "drill-write-key"
 TWILIO_SID, TWILIO_AUTH = "AC" + "d" * 32, "drill-twilio-auth-token"

@@ -20,11 +20,11 @@ from pathlib import Path
 import httpx
 
 from bench.common import percentiles, table, timed_concurrently
-from connector.outbox import Outbox
 from connector.sandbox.control_client import SandboxControl
 from connector.sandbox.core import SandboxConfig
 from connector.sandbox.process import sandbox_process
-from connector.serve import served_process
+from connector.serving.processes import served_process
+from connector.writeback.outbox import Outbox
 
 TOKEN, WRITE_KEY, SPACE = "bench-token", "bench-write-key", "spa_bench"
 SANDBOX = SandboxConfig()  # its Twilio account checks the benchmark agent's Flex token

@@ -12,20 +12,21 @@ import httpx
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from connector import audit
-from connector.auth import Gate
-from connector.body_limit import BodyLimit
-from connector.drainer import Drainer
+from connector.auth import audit
+from connector.auth.flex_tokens import FlexTokens
+from connector.auth.gate import Gate
+from connector.auth.studio import TrustedProxies
+from connector.cards.service import CardService, current_service
+from connector.config.holder import SETTLE_SECONDS, ConnectionHolder
+from connector.config.last_good import LastGood
+from connector.config.loading import config_path
 from connector.errors import ConnectorError, error_response
-from connector.flex_tokens import FlexTokens
-from connector.hot_reload import SETTLE_SECONDS, ConnectionHolder, LastGood
 from connector.logs import quiet_libraries
-from connector.outbox import LazyOutbox
-from connector.profile_api import build_http_client
-from connector.routes import cards, events, health, pages
-from connector.service import CardService, current_service
-from connector.settings import config_path
-from connector.studio_auth import TrustedProxies
+from connector.segment.client import build_http_client
+from connector.serving.body_limit import BodyLimit
+from connector.web import cards, events, health, pages
+from connector.writeback.drainer import Drainer
+from connector.writeback.outbox import LazyOutbox
 
 log = logging.getLogger(__name__)
 LAST_GOOD_ENV = "CONNECTOR_LAST_GOOD"

@@ -7,7 +7,7 @@ import shutil
 from flask import Flask
 from playwright.sync_api import Browser, Frame, Page, Playwright
 
-from connector.loopback import LoopbackServer
+from connector.serving.loopback import LoopbackServer
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Every frame (the card page's included) reports Content-Security-Policy violations here.

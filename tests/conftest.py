@@ -17,9 +17,9 @@ from flask import Flask
 from playwright.sync_api import Browser, sync_playwright
 
 from connector.app import AppSettings, close_app, create_app
-from connector.loopback import LoopbackServer
 from connector.sandbox import Sandbox, SandboxConfig, SandboxServer
 from connector.sandbox.control_client import SandboxControl
+from connector.serving.loopback import LoopbackServer
 from tests.browser import CHROMIUM, launch
 
 SPACE = "spa_test"

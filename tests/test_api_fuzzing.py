@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 
-from connector.openapi import openapi_document
+from connector.web.openapi import openapi_document
 from tests.conftest import CASES, RunningConnector, RunningSandbox, start_connector
 
 SCHEMA = schemathesis.openapi.from_dict(openapi_document())

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
-from connector.flex_tokens import not_a_flex_token
+from connector.auth.flex_tokens import not_a_flex_token
 from tests.conftest import (
     TWILIO_AUTH_TOKEN,
     ConnectorFactory,

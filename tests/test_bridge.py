@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
-from connector.bridge import ARRIVED, BridgeLimits, WsgiBridge
+from connector.serving.bridge import ARRIVED, BridgeLimits, WsgiBridge
 
 Environ = dict[str, Any]
 

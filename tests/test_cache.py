@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from connector.cache import CardCache
 from connector.errors import UpstreamUnavailable
+from connector.state.cache import CardCache
 
 
 def slow_leader(cache: CardCache[str], release: threading.Event) -> threading.Thread:

@@ -8,16 +8,9 @@ from typing import Any
 
 import pytest
 
-from connector.cards import (
-    AccountData,
-    ProfileData,
-    build_card,
-    display,
-    display_name,
-    humanize,
-    studio_payload,
-)
-from connector.settings import ConnectionFile
+from connector.cards.build import build_card, display, display_name, humanize, studio_payload
+from connector.cards.profile import AccountData, ProfileData
+from connector.config.schema import ConnectionFile
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 CONFIG = ConnectionFile.model_validate(

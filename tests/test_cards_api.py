@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from connector.serve import served_process
+from connector.serving.processes import served_process
 from tests.conftest import (
     ConnectorFactory,
     RunningConnector,

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
-from connector.loopback import free_port
+from connector.serving.loopback import free_port
 from tests.conftest import TOKEN, RunningSandbox, SandboxFactory, connection_toml, connector_env
 
 CONNECTOR = [sys.executable, "-m", "connector"]

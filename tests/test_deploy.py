@@ -18,8 +18,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from connector.app import EPHEMERAL_OUTBOX, AppSettings, close_app, create_app
-from connector.loopback import free_port
-from connector.serve import command_process
+from connector.serving.loopback import free_port
+from connector.serving.processes import command_process
 from tests.conftest import SandboxFactory, connection_toml, connector_env
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from connector.hot_reload import ConnectionHolder, GoodCopy, LastGood
-from connector.settings import ConfigError
+from connector.config.errors import ConfigError
+from connector.config.holder import ConnectionHolder
+from connector.config.last_good import GoodCopy, LastGood
 from tests.test_settings import ENV, GOOD, bump, write
 
 

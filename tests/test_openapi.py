@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from connector.models import Health, ProfileCard, Readiness, StudioLookup
+from connector.cards.models import ProfileCard
+from connector.web.models import Health, Readiness, StudioLookup
 from tests.conftest import RunningConnector
 
 

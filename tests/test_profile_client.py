@@ -9,7 +9,6 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from connector.budget import Deadline, LocalRateBudget
 from connector.errors import (
     AuthenticationFailed,
     ProfileNotFound,
@@ -18,7 +17,14 @@ from connector.errors import (
     UpstreamInvalidRequest,
     UpstreamUnavailable,
 )
-from connector.profile_api import ProfileClient, RetryPolicy, build_http_client, encode_identifier
+from connector.segment.client import (
+    ProfileClient,
+    RetryPolicy,
+    build_http_client,
+    encode_identifier,
+)
+from connector.segment.deadline import Deadline
+from connector.state.rates import LocalRateBudget
 from tests.conftest import SPACE, TOKEN, RunningSandbox, SandboxFactory
 
 MESSAGES = [

@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Error, Page, Request, expect
 from twilio.request_validator import RequestValidator
 
-from connector.loopback import LoopbackServer
+from connector.serving.loopback import LoopbackServer
 from tests.browser import CSP_WATCH, frame_to, parent_page
 from tests.conftest import (
     TWILIO_AUTH_TOKEN,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connector.resolve import (
+from connector.cards.addresses import (
     WITHHELD_NUMBERS,
     WITHHELD_WORDS,
     Address,
@@ -16,7 +16,7 @@ from connector.resolve import (
     parse_identifier,
     read_caller,
 )
-from connector.settings import LookupSection
+from connector.config.schema import LookupSection
 
 
 def address(raw: str, country: str = "US") -> Address:

@@ -21,8 +21,9 @@ from typing import Any
 
 import httpx
 
-from connector.serve import STATE_PREFIX, ServedProcess, served_process
-from connector.studio_auth import SIGNATURE_HEADER as SIGNATURE
+from connector.auth.studio import SIGNATURE_HEADER as SIGNATURE
+from connector.serving.gunicorn import STATE_PREFIX
+from connector.serving.processes import ServedProcess, served_process
 from tests.conftest import RunningSandbox, SandboxFactory, connection_toml, connector_env
 from tests.test_auth import sign, signed_json
 
@@ -69,7 +70,7 @@ def test_every_line_gunicorn_and_the_connector_log_is_json(
         logs = served.logs()
     records = [json.loads(line) for line in logs.splitlines() if line.strip()]  # all JSON
     loggers = {record["logger"] for record in records}
-    assert {"gunicorn.error", "connector.service", "connector.audit"} <= loggers
+    assert {"gunicorn.error", "connector.cards.service", "connector.audit"} <= loggers
     assert any("Booting worker" in record["message"] for record in records)
     assert ADA not in logs
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from connector.settings import ConfigError, load_connection
+from connector.config.errors import ConfigError
+from connector.config.loading import load_connection
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {

@@ -12,9 +12,9 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from connector.drainer import TIDY_EVERY_SECONDS, Drainer
-from connector.outbox import KEEP_SENT_SECONDS, Depth, LazyOutbox, Outbox
-from connector.settings import load_connection
+from connector.config.loading import load_connection
+from connector.writeback.drainer import TIDY_EVERY_SECONDS, Drainer
+from connector.writeback.outbox import KEEP_SENT_SECONDS, Depth, LazyOutbox, Outbox
 from tests.conftest import (
     TOKEN,
     ConnectorFactory,

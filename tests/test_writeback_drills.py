@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from connector.loopback import free_port
-from connector.outbox import Outbox
+from connector.serving.loopback import free_port
+from connector.writeback.outbox import Outbox
 from tests.conftest import SandboxFactory, connection_toml, connector_env
 
 CONNECTOR = [sys.executable, "-m", "connector"]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from connector.loopback import LoopbackServer
 from connector.sandbox.app import create_sandbox_app
 from connector.sandbox.core import Sandbox
 from connector.sandbox.faults import Faults
+from connector.serving.loopback import LoopbackServer
 
 
 class SandboxServer(LoopbackServer):

@@ -1,0 +1,238 @@
+"""Who is asking: every route but `/healthz`, the card page's data-free shell and its script (and
+CORS preflights) needs one of
+
+- an agent's Flex token: `Authorization: Bearer`, or a `Token` field (the Flex convention) in a
+  form or JSON body, never in a URL (the CRM container's page posts it from the URL's fragment);
+  checked with Twilio, refused for guests and for roles the connection does not allow;
+- Studio's `X-Twilio-Signature` (see connector.studio_auth);
+- Studio's Basic-auth credentials, when the connection names a variable holding them.
+
+Each agent and each flow then has its own lookup rate limit, so a stolen token cannot page
+through the customer base. A signed Studio request may name its flow (`FlowSid`, signed with the
+rest) so the audit trail and the limit are per flow.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from flask import g, request
+from werkzeug.datastructures import Authorization
+
+from connector.auth.failed import FailedAuthentications
+from connector.auth.flex_tokens import FlexTokens
+from connector.auth.studio import SIGNATURE_HEADER, basic_auth_valid, signature_valid
+from connector.config.holder import ConnectionHolder
+from connector.config.loading import Connection
+from connector.errors import Forbidden, TooManyLookups, Unauthenticated
+from connector.logs import caller_hash
+from connector.state.rates import LocalRateBudget
+
+# The card page's shell and script hold no data (connector.routes.pages).
+PUBLIC_ENDPOINTS = frozenset(
+    {"health.healthz", "health.openapi", "pages.card_page", "pages.card_script"}
+)
+# Open to a load balancer's or Kubernetes' probe, which has no credentials: it gets a status;
+# a request that brings credentials has them checked and gets the details.
+PROBE_ENDPOINTS = frozenset({"health.readyz"})
+# Routes that read or write one customer's data: rate-limited per principal and audited.
+LOOKUP_ENDPOINTS = frozenset(
+    {"cards.card", "cards.studio_lookup", "events.record_event", "pages.card_view"}
+)
+FLOW_SID = re.compile(r"FW[0-9a-f]{32}")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated agent, Studio flow or Basic-auth user, as the audit trail names it."""
+
+    kind: Literal["agent", "flow", "basic"]
+    id: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+
+def current_principal() -> Principal | None:
+    principal: Principal | None = g.get("principal")
+    return principal
+
+
+class Gate:
+    """Admits or refuses each request (a Flask `before_request` hook)."""
+
+    def __init__(self, holder: ConnectionHolder, tokens: FlexTokens, processes: int) -> None:
+        self.holder = holder
+        self.tokens = tokens
+        self.processes = max(1, processes)
+        self.failures = FailedAuthentications()
+        self._lock = threading.Lock()
+        self._version = ""
+        # Per-minute limits as token buckets, each worker process taking its share; an edit of
+        # the connection file changes their rates, never refills them.
+        self._agents = LocalRateBudget(1.0)
+        self._flows = LocalRateBudget(1.0)
+
+    def admit(self) -> None:
+        if request.method == "OPTIONS" or request.endpoint in PUBLIC_ENDPOINTS:
+            return
+        if request.endpoint is None:
+            return  # no such route: the 404 tells nothing
+        if request.endpoint in PROBE_ENDPOINTS and not _brings_credentials():
+            return
+        connection = self.holder.current()
+        address = request.remote_addr or "unknown"
+        limit = connection.file.auth.failed_auth_per_minute / self.processes
+        try:
+            principal = self.identify(connection, self.failures.wait(address, limit))
+        except Unauthenticated:
+            self.failures.record(address)
+            raise
+        g.principal = principal
+        if request.endpoint in LOOKUP_ENDPOINTS:
+            self._limit(principal, connection)
+
+    def identify(self, connection: Connection, blocked_for: float = 0.0) -> Principal:
+        """Who is asking. While the client's address is `blocked_for` failed authentications,
+        only a Flex token already known to be valid gets in: agents behind the same office NAT
+        as a misbehaving client keep working, and nothing else is checked at all."""
+        credentials = request.authorization
+        if blocked_for > 0 and not self._known_agent(credentials, connection):
+            raise TooManyLookups(
+                "Too many failed authentications from this address; "
+                f"try again in {math.ceil(blocked_for)} s.",
+                blocked_for,
+            )
+        signed = SIGNATURE_HEADER in request.headers
+        if signed and signature_valid(request, connection.twilio.auth_token):
+            return Principal("flow", _flow_sid() or "studio")
+        # A widget with Basic credentials is signed too: valid credentials stand on their own.
+        if credentials is not None and credentials.type == "basic":
+            basic = connection.studio_basic_auth
+            if basic is None or not basic_auth_valid(credentials, basic):
+                raise Unauthenticated("These Basic auth credentials are not accepted.")
+            return Principal("basic", basic[0])
+        if signed:
+            raise Unauthenticated(_signature_mismatch(connection))
+        token = _flex_token(credentials)
+        verdict = self.tokens.verdict(token, connection.twilio)
+        if not verdict.valid:
+            raise Unauthenticated(f"The Flex token was refused ({verdict.message[:120]}).")
+        roles = set(verdict.roles)
+        if "guest" in roles or not roles & set(connection.file.auth.allowed_roles):
+            raise Forbidden("This Flex user's role may not read customer profiles.")
+        # The worker SID names the agent without their login (often an email) in the logs.
+        who = verdict.worker_sid or caller_hash(verdict.identity or "", connection.token)
+        return Principal("agent", who)
+
+    def _known_agent(self, credentials: Authorization | None, connection: Connection) -> bool:
+        if SIGNATURE_HEADER in request.headers or (credentials and credentials.type == "basic"):
+            return False
+        token = _offered_token(credentials)
+        return token is not None and self.tokens.known_valid(token, connection.twilio)
+
+    def _limit(self, principal: Principal, connection: Connection) -> None:
+        agents, flows = self._budgets(connection)
+        budget = agents if principal.kind == "agent" else flows
+        wait = budget.take(principal.name)
+        if wait > 0:
+            raise TooManyLookups(
+                f"Too many lookups by this {principal.kind}; try again in {math.ceil(wait)} s.",
+                wait,
+            )
+
+    def _budgets(self, connection: Connection) -> tuple[LocalRateBudget, LocalRateBudget]:
+        with self._lock:
+            if self._version != connection.version:
+                self._version = connection.version
+                auth = connection.file.auth
+                for budget, per_minute in (
+                    (self._agents, auth.agent_lookups_per_minute),
+                    (self._flows, auth.flow_lookups_per_minute),
+                ):
+                    share = per_minute / self.processes
+                    budget.set_rate(share / 60, burst=share)
+            return self._agents, self._flows
+
+
+def _signature_mismatch(connection: Connection) -> str:
+    """Most mismatches in the field are a proxy: Twilio signed the public URL, and the
+    connector rebuilds it only through the proxies the connection trusts."""
+    message = "The X-Twilio-Signature does not match this request."
+    forwarded = any(name.lower().startswith("x-forwarded-") for name, _ in request.headers.items())
+    trusted = connection.file.auth.trusted_proxies
+    if forwarded and trusted == 0:
+        return (
+            f"{message} It came through a proxy (X-Forwarded-* headers) that the connection "
+            "does not trust: set [auth] trusted_proxies to the number of proxies in front of "
+            "the connector (1 on Heroku), so that the URL Twilio signed is rebuilt."
+        )
+    return (
+        f"{message} Twilio signs the exact URL the widget calls (with the auth token of "
+        f"TWILIO_ACCOUNT_SID); behind {trusted} trusted prox{'y' if trusted == 1 else 'ies'} "
+        "([auth] trusted_proxies), check that count and the widget's URL."
+    )
+
+
+def _brings_credentials() -> bool:
+    headers = request.headers
+    return (
+        "Authorization" in headers
+        or SIGNATURE_HEADER in headers
+        or bool(_field("Token", in_query=False))
+    )
+
+
+def _offered_token(credentials: Authorization | None) -> str | None:
+    """A Flex token as Bearer or as a Token body field; never from a URL, where logs keep it."""
+    bearer = credentials.token if credentials is not None else None
+    return bearer or _field("Token", in_query=False)
+
+
+def _flex_token(credentials: Authorization | None) -> str:
+    token = _offered_token(credentials)
+    if not token and "Token" in request.args:
+        raise Unauthenticated(
+            "A Flex token is never read from a URL, where logs would keep it: send it as "
+            "Authorization: Bearer, or as a Token field in the body."
+        )
+    if not token:
+        raise Unauthenticated(
+            "Send the agent's Flex token (Authorization: Bearer, or a Token field), "
+            "or sign the request as Twilio Studio does."
+        )
+    return token
+
+
+def _flow_sid() -> str | None:
+    sid = _field("FlowSid", in_query=True)
+    return sid if sid and FLOW_SID.fullmatch(sid) else None
+
+
+def _field(name: str, *, in_query: bool) -> str | None:
+    """A string field from the form or JSON body (and the query string, when allowed)."""
+    sources: list[Any] = [request.args] if in_query else []
+    if request.method == "POST":
+        if request.is_json:
+            body = _json_body()
+            if isinstance(body, dict):
+                sources.append(body)
+        else:
+            sources.append(request.form)
+    for source in sources:
+        value = source.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _json_body() -> object:
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:  # deeply nested JSON: the route refuses it with a 400
+        return None

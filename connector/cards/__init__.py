@@ -1,0 +1,1 @@
+"""Profile cards: caller addresses, the lookup in Segment, pure card building, the card service."""

@@ -1,0 +1,259 @@
+"""Profile API payloads + the connection's display settings -> an agent-ready card. Pure.
+
+No Flask, no httpx: data in, data out, so every rule here is a table test.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from connector.cards.addresses import NoCustomerReason
+from connector.cards.models import (
+    CardAccount,
+    CardEvent,
+    CardIdentifier,
+    CardItem,
+    CardLookup,
+    CardProfile,
+    Freshness,
+    ProfileCard,
+)
+from connector.cards.profile import ProfileData
+from connector.config.schema import ConnectionFile, LabelledKey, TraitFormat
+
+NAME_TRAITS = ("name", "first_name", "last_name")
+
+
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "BRL": "R$"}
+
+
+STUDIO_LIMIT = 64 * 1024
+
+
+STUDIO_VALUE_LIMIT = 500
+
+
+STUDIO_FIXED_FIELDS = 9  # found ... segment_id: always there, whatever else must go
+
+
+def build_card(
+    config: ConnectionFile,
+    lookup_input: str,
+    data: ProfileData | None,
+    fetched_at: datetime,
+    now: datetime,
+    stale: bool = False,
+    reason: NoCustomerReason | None = None,
+) -> ProfileCard:
+    freshness = Freshness(
+        fetched_at=fetched_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        age_seconds=max(0, int((now - fetched_at).total_seconds())),
+        stale=stale,
+        missing=list(data.missing) if data else [],
+    )
+    lookup = CardLookup(
+        input=lookup_input, identifier=data.matched if data else None, reason=reason
+    )
+    if data is None:
+        return ProfileCard(
+            found=False,
+            connection=config.connection.friendly_name,
+            lookup=lookup,
+            profile=None,
+            identifiers=[],
+            traits=[],
+            audiences=[],
+            computed_traits=[],
+            events=[],
+            accounts=[],
+            freshness=freshness,
+        )
+    return ProfileCard(
+        found=True,
+        connection=config.connection.friendly_name,
+        lookup=lookup,
+        profile=CardProfile(
+            segment_id=data.segment_id,
+            name=display_name(data),
+            subtitle=subtitle(data.traits, config.card.since_traits),
+        ),
+        identifiers=identifiers(config, data.external_ids),
+        traits=[
+            item(t.key, t.label, data.traits[t.key], t.format, config.card.currency)
+            for t in config.traits
+            if data.traits.get(t.key) is not None
+        ],
+        audiences=labelled(config.audiences, data.audiences, only_members=True),
+        computed_traits=labelled(config.computed_traits, data.computed_traits),
+        events=[event(e) for e in data.events],
+        accounts=[
+            CardAccount(group_id=a.group_id, traits=labelled([], a.traits)) for a in data.accounts
+        ],
+        freshness=freshness,
+    )
+
+
+def display_name(data: ProfileData) -> str:
+    traits = data.traits
+    if isinstance(traits.get("name"), str) and traits["name"].strip():
+        return str(traits["name"]).strip()
+    parts = [
+        str(traits[k]).strip()
+        for k in ("first_name", "last_name")
+        if isinstance(traits.get(k), str) and traits[k].strip()
+    ]
+    return " ".join(parts) or data.matched.partition(":")[2]
+
+
+def subtitle(traits: Mapping[str, Any], since_traits: Sequence[str]) -> str | None:
+    for key in since_traits:
+        moment = _date(traits.get(key))
+        if moment:
+            return f"Customer since {moment.year}"
+    return None
+
+
+def identifiers(config: ConnectionFile, external_ids: list[dict[str, Any]]) -> list[CardIdentifier]:
+    values: dict[str, list[str]] = {}
+    for entry in external_ids:
+        if isinstance(entry.get("type"), str) and isinstance(entry.get("id"), str):
+            values.setdefault(entry["type"], []).append(entry["id"])
+    shown = (
+        [(i.type, i.label) for i in config.identifiers]
+        if config.identifiers
+        else [(t, humanize(t)) for t in values]
+    )
+    return [
+        CardIdentifier(type=t, label=label, values=values[t]) for t, label in shown if values.get(t)
+    ]
+
+
+def labelled(
+    configured: Sequence[LabelledKey], values: Mapping[str, Any], only_members: bool = False
+) -> list[CardItem]:
+    """Configured keys in their order and with their labels; all keys, humanized, when none are.
+
+    Audiences (`only_members`) show only those the customer is in: Segment keeps `false` for
+    audiences a customer has left.
+    """
+    shown = (
+        [(c.key, c.label) for c in configured]
+        if configured
+        else [(k, humanize(k)) for k in sorted(values)]
+    )
+    return [
+        item(key, label, values[key])
+        for key, label in shown
+        if values.get(key) is not None and not (only_members and values[key] is not True)
+    ]
+
+
+def item(
+    key: str, label: str, value: Any, fmt: TraitFormat = "text", currency: str = "USD"
+) -> CardItem:
+    return CardItem(key=key, label=label, value=value, display=display(value, fmt, currency))
+
+
+def event(raw: Mapping[str, Any]) -> CardEvent:
+    properties = raw.get("properties")
+    return CardEvent(
+        event=raw.get("event") if isinstance(raw.get("event"), str) else None,
+        timestamp=str(raw.get("timestamp", "")),
+        properties=properties if isinstance(properties, dict) else {},
+    )
+
+
+def display(value: Any, fmt: TraitFormat = "text", currency: str = "USD") -> str:
+    """A value as an agent reads it; anything unexpected falls back to plain text."""
+    if fmt == "currency" and _is_number(value):
+        symbol = CURRENCY_SYMBOLS.get(currency)
+        return f"{symbol}{value:,.2f}" if symbol else f"{value:,.2f} {currency}"
+    if fmt == "number" and _is_number(value):
+        return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}".rstrip("0").rstrip(".")
+    if fmt == "percent" and _is_number(value):
+        return f"{value * 100 if -1 <= value <= 1 else value:.0f}%"
+    if fmt == "date" and (moment := _date(value)):
+        return f"{moment.day} {moment:%b %Y}"
+    if isinstance(value, bool) or fmt == "boolean":
+        return "Yes" if value is True or str(value).lower() == "true" else "No"
+    if isinstance(value, list):
+        return ", ".join(display(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def humanize(key: str) -> str:
+    """`orders_90d` -> "Orders 90d", `lifetimeValue` -> "Lifetime value"."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", key).replace("_", " ").replace("-", " ")
+    text = " ".join(words.split())
+    return text[:1].upper() + text[1:].lower() if text else key
+
+
+def studio_payload(card: ProfileCard, status: str) -> dict[str, Any]:
+    """A flat object for Studio's Make HTTP Request widget: `{{widgets.NAME.parsed.KEY}}`."""
+    flat: dict[str, Any] = {
+        "found": card.found,
+        "status": status,
+        "connection": card.connection,
+        "reason": card.lookup.reason,
+        "matched_identifier": card.lookup.identifier,
+        "stale": card.freshness.stale,
+        "name": card.profile.name if card.profile else None,
+        "subtitle": card.profile.subtitle if card.profile else None,
+        "segment_id": card.profile.segment_id if card.profile else None,
+    }
+    for ident in card.identifiers:
+        flat[_flat_key("identifier", ident.type)] = ident.values[0]
+    for prefix, items in (
+        ("trait", card.traits),
+        ("audience", card.audiences),
+        ("computed", card.computed_traits),
+    ):
+        for entry in items:
+            flat[_flat_key(prefix, entry.key)] = _flat_value(entry.value)
+    if card.accounts:
+        account = card.accounts[0]
+        flat["account_id"] = account.group_id
+        flat["account_name"] = next((t.value for t in account.traits if t.key == "name"), None)
+    if card.events:
+        flat["last_event"], flat["last_event_at"] = card.events[0].event, card.events[0].timestamp
+    return _within_studio_limit(flat)
+
+
+def _flat_key(prefix: str, key: str) -> str:
+    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', key)}"
+
+
+def _flat_value(value: Any) -> Any:
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text[:STUDIO_VALUE_LIMIT]
+
+
+def _within_studio_limit(flat: dict[str, Any]) -> dict[str, Any]:
+    """Studio drops bodies over 64 kB: keep the fixed fields, then as many others as fit."""
+    size = len(json.dumps(flat, ensure_ascii=False).encode())
+    keys = list(flat)
+    while size > STUDIO_LIMIT - 1024 and len(keys) > STUDIO_FIXED_FIELDS:
+        removed = keys.pop()
+        size -= len(json.dumps({removed: flat.pop(removed)}, ensure_ascii=False).encode())
+    return flat
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _date(value: Any) -> date | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).date()
+    except ValueError:
+        return None

@@ -1,0 +1,187 @@
+"""One caller's profile from the Profile API: find it, then fetch its sections in parallel.
+
+The first candidate identifier Segment knows wins. The match is the traits request itself, so a
+cold lookup costs one round trip per candidate tried, then one for the other sections (and one
+more for linked accounts' traits, started as soon as the links arrive).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from connector.cards.addresses import Address, Candidate, candidates
+from connector.cards.build import NAME_TRAITS
+from connector.cards.profile import AccountData, ProfileData
+from connector.config.schema import ConnectionFile
+from connector.errors import ProfileApiError, ProfileNotFound
+from connector.segment.client import ProfileClient, encode_identifier
+from connector.segment.deadline import Deadline
+
+SEGMENT_ID = re.compile(r"/profiles/((?:use|acc)_[A-Za-z0-9]+)/")
+MAX_ACCOUNTS = 5
+ACCOUNT_TRAITS_LIMIT = "20"
+
+
+class ProfileLookup:
+    def __init__(
+        self, client: ProfileClient, config: ConnectionFile, executor: ThreadPoolExecutor
+    ) -> None:
+        self._client = client
+        self._config = config
+        self._executor = executor
+
+    def fetch(self, address: Address, deadline: Deadline) -> ProfileData | None:
+        """The profile for an address, or None when no candidate identifier is known."""
+        for candidate in candidates(address, self._config.lookup):
+            identifier = encode_identifier(candidate.type, candidate.value)
+            try:
+                traits = self._client.get(
+                    "users", identifier, "traits", deadline, self._trait_params()
+                )
+            except ProfileNotFound:
+                continue
+            return self._complete(candidate, identifier, traits, deadline)
+        return None
+
+    def fingerprint(self, base_url: str, space_id: str) -> str:
+        """What the fetched data depends on: where it comes from, the identifiers tried and the
+        parameters of every section. Cards are cached under it, so an edit of labels, formats or
+        order (rendered on the way out) keeps every cached card, and an edit of what is fetched
+        leaves the old entries unused."""
+        lookup = self._config.lookup
+        depends_on = {
+            "source": [base_url, space_id],
+            "candidates": [
+                lookup.phone_identifiers,
+                lookup.phone_formats,
+                lookup.email_identifiers,
+            ],
+            "traits": self._trait_params(),
+            "sections": self._sections(),
+        }
+        text = json.dumps(depends_on, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def _trait_params(self) -> dict[str, str]:
+        keys = [t.key for t in self._config.traits]
+        if not keys:
+            return {"limit": "200"}
+        wanted = dict.fromkeys([*keys, *NAME_TRAITS, *self._config.card.since_traits])
+        return {"include": ",".join(wanted), "limit": "200"}
+
+    def _complete(
+        self, candidate: Candidate, identifier: str, traits: dict[str, Any], deadline: Deadline
+    ) -> ProfileData:
+        sections = self._sections()
+        futures = {
+            name: self._executor.submit(
+                self._client.get, "users", identifier, path, deadline, params
+            )
+            for name, (path, params) in sections.items()
+        }
+        missing: list[str] = []
+        # Links first: the accounts' traits can be on their way while the rest arrives.
+        links = _result(futures.pop("links"), deadline, "links", missing)
+        account_futures = self._request_accounts(links, deadline)
+        results = {
+            name: _result(future, deadline, name, missing) for name, future in futures.items()
+        }
+        accounts = self._collect_accounts(account_futures, deadline, missing)
+        return ProfileData(
+            matched=str(candidate),
+            segment_id=_segment_id(traits),
+            traits=_dict(traits.get("traits")),
+            audiences=_dict((results.get("audiences") or {}).get("traits")),
+            computed_traits=_dict((results.get("computed_traits") or {}).get("traits")),
+            external_ids=_list((results.get("external_ids") or {}).get("data")),
+            events=_list((results.get("events") or {}).get("data")),
+            accounts=accounts,
+            missing=tuple(missing),
+        )
+
+    def _sections(self) -> dict[str, tuple[str, dict[str, str]]]:
+        config = self._config
+        audiences = {"class": "audience", "limit": "200"}
+        computed = {"class": "computed_trait", "limit": "200"}
+        if config.audiences:
+            audiences["include"] = ",".join(a.key for a in config.audiences)
+        if config.computed_traits:
+            computed["include"] = ",".join(c.key for c in config.computed_traits)
+        sections = {
+            "audiences": ("traits", audiences),
+            "computed_traits": ("traits", computed),
+            "external_ids": ("external_ids", {"limit": "100"}),
+            "links": ("links", {}),
+        }
+        if config.identifiers:
+            sections["external_ids"][1]["include"] = ",".join(i.type for i in config.identifiers)
+        if config.lookup.events_limit:
+            sections["events"] = ("events", {"limit": str(config.lookup.events_limit)})
+        return sections
+
+    def _request_accounts(
+        self, links: dict[str, Any] | None, deadline: Deadline
+    ) -> dict[str, Future[dict[str, Any]]]:
+        group_ids = [
+            e["id"]
+            for link in _list((links or {}).get("data"))
+            if link.get("to_collection") == "accounts"
+            for e in _list(link.get("external_ids"))
+            if e.get("type") == "group_id" and isinstance(e.get("id"), str)
+        ]
+        return {
+            g: self._executor.submit(
+                self._client.get,
+                "accounts",
+                encode_identifier("group_id", g),
+                "traits",
+                deadline,
+                {"limit": ACCOUNT_TRAITS_LIMIT},
+            )
+            for g in group_ids[:MAX_ACCOUNTS]
+        }
+
+    @staticmethod
+    def _collect_accounts(
+        futures: dict[str, Future[dict[str, Any]]], deadline: Deadline, missing: list[str]
+    ) -> list[AccountData]:
+        accounts = []
+        for group_id, future in futures.items():
+            body = _result(future, deadline, "accounts", missing)
+            if body is not None:
+                accounts.append(AccountData(group_id, _dict(body.get("traits"))))
+        return accounts
+
+
+def _result(
+    future: Future[dict[str, Any]], deadline: Deadline, name: str, missing: list[str]
+) -> dict[str, Any] | None:
+    """A section's body; a section Segment could not give is left empty and named as missing."""
+    try:
+        return future.result(timeout=deadline.remaining())
+    except ProfileNotFound:
+        return None  # merged away between requests: nothing to show, nothing wrong
+    except (ProfileApiError, FutureTimeout):
+        future.cancel()
+        if name not in missing:
+            missing.append(name)
+        return None
+
+
+def _segment_id(traits_body: dict[str, Any]) -> str | None:
+    url = (traits_body.get("cursor") or {}).get("url")
+    match = SEGMENT_ID.search(url) if isinstance(url, str) else None
+    return match[1] if match else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []

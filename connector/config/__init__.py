@@ -1,0 +1,1 @@
+"""The connection file: its schema, loading with secrets from the environment, hot reload."""

@@ -1,0 +1,108 @@
+"""Running the connector under gunicorn: the asyncio front, one pooled client per worker."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from connector.app import LAST_GOOD_ENV, MAX_BODY_BYTES, AppSettings, close_app, create_app
+from connector.config.holder import ConnectionHolder
+from connector.config.last_good import LastGood
+from connector.logs import configure_logging, server_log_config
+from connector.serving.bridge import BridgeLimits, WsgiBridge
+
+STATE_PREFIX = "connector-state-"  # + the master's pid: its last-good copy of the file
+
+
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - production: every route but /healthz needs credentials
+
+
+class ConnectorServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
+    """gunicorn with the app built in each worker after the fork (never before: no pool is
+    shared between processes)."""
+
+    def __init__(self, config: Path, host: str, port: int, workers: int, threads: int) -> None:
+        self.options = {
+            "bind": f"{host}:{port}",
+            "workers": workers,
+            # The asyncio worker reads requests whole before they take a thread (see
+            # connector.bridge): slow clients cannot hold the threads that answer lookups.
+            "worker_class": "asgi",
+            "worker_connections": 4096,
+            "timeout": 30,
+            "graceful_timeout": 10,
+            "keepalive": 75,
+            "preload_app": False,
+            "accesslog": None,  # access lines would carry phone numbers and emails
+            "errorlog": "-",
+            "logconfig_dict": server_log_config(),
+            "proc_name": "unified-profiles-connector",
+            # gunicorn 25+ opens a control socket in $HOME: two instances would share it.
+            "control_socket_disable": True,
+        }
+        # Each worker takes its share of the space's rate budget, and reads this file.
+        os.environ["CONNECTOR_PROCESSES"] = str(workers)
+        os.environ["CONNECTOR_CONFIG"] = str(config)
+        self.config_path = config
+        self.threads = threads
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            if key in self.cfg.settings:  # settings newer than the installed gunicorn are skipped
+                self.cfg.set(key, value)
+
+    def load(self) -> WsgiBridge:
+        configure_logging()
+        app = create_app(AppSettings(config_path=self.config_path))
+        return serve_behind_bridge(app, self.threads)
+
+
+def serve_behind_bridge(app: Flask, threads: int) -> WsgiBridge:
+    """The app behind the asyncio front, its deadline following the connection file."""
+    holder = app.extensions["cards"].holder
+    limits = BridgeLimits(
+        threads=threads,
+        max_body=MAX_BODY_BYTES,
+        deadline=lambda: holder.current().file.lookup.timeout_seconds,
+    )
+    return WsgiBridge(app, limits, on_shutdown=lambda: close_app(app))
+
+
+def serve(config: Path, host: str, port: int, workers: int, threads: int) -> None:
+    """Run until SIGINT/SIGTERM (gunicorn's own handlers stop the workers gracefully).
+
+    The connection file is validated here, once, before any worker starts (ConfigError for a bad
+    one) and kept as the workers' last-good copy: from then on, a worker that boots while the
+    admin's file is bad serves that copy instead of failing to boot and taking gunicorn down.
+    """
+    _sweep_states_of_dead_servers()
+    with tempfile.TemporaryDirectory(prefix=f"{STATE_PREFIX}{os.getpid()}-") as state:
+        last_good = Path(state) / "connection.last-good.toml"
+        ConnectionHolder(config, last_good=LastGood(last_good))  # validates, then publishes
+        os.environ[LAST_GOOD_ENV] = str(last_good)
+        ConnectorServer(config, host, port, workers, threads).run()
+
+
+def _sweep_states_of_dead_servers() -> None:
+    """Remove the state folders of servers killed too hard to clean up (`kill -9`): each is
+    named after its master's process id."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{STATE_PREFIX}*-*"):
+        pid = folder.name.removeprefix(STATE_PREFIX).partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True

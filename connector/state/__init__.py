@@ -1,0 +1,1 @@
+"""What a process remembers between requests: the single-flight cache and rate buckets."""

@@ -1,0 +1,67 @@
+"""Rate budgets as token buckets: the space's Profile API requests, per-agent limits."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from connector.segment.deadline import Deadline
+
+
+class RateBudget(Protocol):
+    """Permission to send one request to a space's Profile API."""
+
+    def acquire(self, space_id: str, deadline: Deadline) -> bool:
+        """Wait for a slot; False when none comes before the deadline."""
+        ...
+
+
+class LocalRateBudget:
+    """A token bucket per space, shared by the threads of one process.
+
+    With several worker processes, each is given its share of the space's rate so that together
+    they stay under Segment's limit; a budget shared through Redis can take its place.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        burst: float | None = None,
+    ) -> None:
+        self.rate = rate
+        self.burst = max(1.0, burst if burst is not None else rate)
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def set_rate(self, rate: float, burst: float | None = None) -> None:
+        """A new rate for every bucket, keeping what they hold (an edit is not a fresh burst)."""
+        with self._lock:
+            self.rate = rate
+            self.burst = max(1.0, burst if burst is not None else rate)
+
+    def acquire(self, space_id: str, deadline: Deadline) -> bool:
+        while True:
+            wait = self.take(space_id)
+            if wait == 0:
+                return True
+            if wait >= deadline.remaining():
+                return False
+            self._sleep(wait)
+
+    def take(self, key: str) -> float:
+        """0 when a token was taken from `key`'s bucket, else how long until one is due."""
+        with self._lock:
+            now = self._clock()
+            tokens, last = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens >= 1:
+                self._buckets[key] = (tokens - 1, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1 - tokens) / self.rate

@@ -1,0 +1,1 @@
+"""The HTTP face: blueprints, request fields, error pages, the OpenAPI document."""

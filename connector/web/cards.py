@@ -1,0 +1,55 @@
+"""The card for Flex plugins (`/v1/cards`) and the flat lookup for Studio (`/v1/studio/lookup`)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from connector.auth.audit import note_outcome
+from connector.cards.addresses import NoCustomer
+from connector.cards.build import studio_payload
+from connector.cards.service import CardAnswer, current_service
+from connector.errors import ProfileApiError
+from connector.web.fields import arrival, lookup_caller
+
+blueprint = Blueprint("cards", __name__)
+
+
+def look_up() -> CardAnswer:
+    """The card for the address the request names, its outcome noted for the audit trail."""
+    service = current_service()
+    caller, raw = lookup_caller(service.holder.current().file.lookup.default_country)
+    if isinstance(caller, NoCustomer):  # withheld, or an agent's or SIP address: nothing to ask
+        answer = service.no_customer(caller, raw)
+    else:
+        try:
+            answer = service.card(caller, raw, arrival())
+        except ProfileApiError:
+            note_outcome("unavailable")
+            raise
+    note_outcome(answer.status)
+    return answer
+
+
+@blueprint.route("/v1/cards", methods=["GET", "POST"])
+def card() -> Response:
+    """Not found is a successful lookup (`found: false`); Segment's failures are 503s."""
+    return jsonify(look_up().card.model_dump(mode="json"))
+
+
+@blueprint.post("/v1/studio/lookup")
+def studio_lookup() -> Response:
+    """Always 200 for a well-formed request: Studio's Split widget branches on `status`, and
+    on `reason` for why (a withheld caller ID; a missing space or a refused token)."""
+    try:
+        answer = look_up()
+    except ProfileApiError as error:
+        return jsonify(
+            {
+                "found": False,
+                "status": "unavailable",
+                "connection": current_service().holder.current().file.connection.friendly_name,
+                "reason": error.code,
+                "message": error.public_message,
+            }
+        )
+    return jsonify(studio_payload(answer.card, answer.status))

@@ -1,0 +1,91 @@
+"""The HTTP interface's other models: error bodies, lookup and event requests, readiness."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from connector.cards.models import _Model
+
+
+class ErrorDetail(_Model):
+    code: str
+    message: str
+
+
+class ErrorBody(_Model):
+    """Segment's error shape, used by every error this service returns."""
+
+    error: ErrorDetail
+
+
+class LookupRequest(_Model):
+    """Who to look up: exactly one field (query string, form or JSON); a field given twice
+    (`from` and `From`, query string and body) must carry the same value."""
+
+    from_: str | None = Field(
+        default=None,
+        alias="from",
+        description="A channel address: +14155550123, whatsapp:+..., an email; a withheld "
+        "number or a client:/sip: address is answered as not found, with a reason",
+    )
+    from_twilio: str | None = Field(
+        default=None, alias="From", description="The same as from (Twilio's trigger.call.From)"
+    )
+    phone: str | None = None
+    email: str | None = None
+    identifier: str | None = Field(default=None, description="A Segment identifier, type:value")
+
+
+class StudioLookup(BaseModel):
+    """Studio's flat object: these fields, then trait_*, audience_*, computed_*, identifier_*."""
+
+    model_config = ConfigDict(extra="allow")
+
+    found: bool
+    status: Literal["found", "not_found", "unavailable"]
+    connection: str
+    # not_found: withheld | not_a_customer_address (null when Segment was asked);
+    # unavailable: the error code (space_not_found, token_refused, upstream_unavailable, ...)
+    reason: str | None = None
+    message: str | None = Field(default=None, description="For unavailable: what to do")
+
+
+class EventAccepted(_Model):
+    messageId: str
+    queued: bool
+    duplicate: bool
+    identified: bool
+
+
+class Health(_Model):
+    status: Literal["ok"]
+
+
+class ReadinessConfig(_Model):
+    valid: bool
+    error: str | None
+
+
+class ReadinessUpstream(_Model):
+    reachable: bool
+    token_accepted: bool | None
+    detail: str
+    request_id: str | None
+    code: str | None  # space_not_found, token_refused, upstream_unavailable, ...
+
+
+class ReadinessSummary(_Model):
+    """What a probe without credentials learns: ready or not (the status says it too)."""
+
+    ready: bool
+
+
+class Readiness(_Model):
+    ready: bool
+    connection: str
+    version: str
+    config: ReadinessConfig
+    upstream: ReadinessUpstream
+    cache: dict[str, int]
