@@ -9,32 +9,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException
+from flask import Flask
 
 from connector.auth import audit
 from connector.auth.flex_tokens import FlexTokens
 from connector.auth.gate import Gate
 from connector.auth.studio import TrustedProxies
-from connector.cards.service import CardService, current_service
+from connector.cards.service import CardService
 from connector.config.holder import SETTLE_SECONDS, ConnectionHolder
 from connector.config.last_good import LastGood
 from connector.config.loading import config_path
-from connector.errors import ConnectorError, error_response
 from connector.logs import quiet_libraries
+from connector.segment.api import ProfileApi
 from connector.segment.client import build_http_client
+from connector.segment.probe import ReadinessProbe
 from connector.serving.body_limit import BodyLimit
-from connector.web import cards, events, health, pages
+from connector.web import cards, events, handlers, health, pages
+from connector.web.fields import MAX_BODY_BYTES, tolerant_body
+from connector.web.registry import EXTENSION, Services, connection, services_of
 from connector.writeback.drainer import Drainer
+from connector.writeback.identity import CallerIdentities
 from connector.writeback.outbox import LazyOutbox
+from connector.writeback.writer import EventWriter
 
 log = logging.getLogger(__name__)
 LAST_GOOD_ENV = "CONNECTOR_LAST_GOOD"
-MAX_BODY_BYTES = 64 * 1024
-CORS_HEADERS = "Authorization, Content-Type"
-CORS_METHODS = "GET, POST, OPTIONS"
-# Headers a Flex plugin may read: Segment's Request-Id for support, when to retry a 429 or 503.
-CORS_EXPOSED = "Request-Id, Retry-After"
 # Heroku sets DYNO in every dyno. Its filesystem is ephemeral and not shared between dynos.
 EPHEMERAL_OUTBOX = (
     "write-back is on with the SQLite outbox on a Heroku dyno: its filesystem is ephemeral, so "
@@ -74,35 +73,40 @@ def create_app(
     if settings.environ.get("DYNO") and holder.current().file.writeback.enabled:
         log.warning(EPHEMERAL_OUTBOX)
     app = Flask(__name__)
-    app.extensions["connection"] = holder
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    services = build_services(holder, build_http_client(transport), settings.processes)
+    app.extensions[EXTENSION] = services
+    services.drainer.start()
+    app.before_request(lambda: services.gate.admit(connection(), tolerant_body()))
+    proxied = TrustedProxies(app.wsgi_app, holder)
+    app.wsgi_app = BodyLimit(proxied, MAX_BODY_BYTES)  # type: ignore[method-assign]
+    for blueprint in (cards.blueprint, events.blueprint, health.blueprint, pages.blueprint):
+        app.register_blueprint(blueprint)
+    app.after_request(handlers.cors)
+    app.after_request(audit.record)
+    handlers.register(app)
+    return app
+
+
+def build_services(holder: ConnectionHolder, http: httpx.Client, processes: int) -> Services:
+    """The process's shared objects (see connector.web.registry), each built once."""
+    api = ProfileApi(http, processes)
     # The outbox is shared by every worker through its file; each worker drains it (rows are
     # leased, so each is sent by one drainer at a time). Opened on first use, when write-back is
     # on: a connection that never writes back leaves no file behind.
     outbox = LazyOutbox(lambda: holder.current().outbox_path)
-    app.extensions["outbox"] = outbox
-    service = CardService(
-        holder, build_http_client(transport), settings.processes, outbox.delivered_since
+    return Services(
+        holder=holder,
+        http=http,
+        api=api,
+        cards=CardService(api, outbox.delivered_since),
+        probe=ReadinessProbe(api),
+        outbox=outbox,
+        events=EventWriter(CallerIdentities(api), outbox),
+        drainer=Drainer(outbox, http, holder.current),
+        gate=Gate(FlexTokens(http), processes),
     )
-    app.extensions["cards"] = service
-    drainer = Drainer(outbox, service.http, holder.current)
-    app.extensions["drainer"] = drainer
-    drainer.start()
-    gate = Gate(holder, FlexTokens(service.http), settings.processes)
-    app.before_request(gate.admit)
-    proxied = TrustedProxies(app.wsgi_app, holder)
-    app.wsgi_app = BodyLimit(proxied, MAX_BODY_BYTES)  # type: ignore[method-assign]
-    app.register_blueprint(cards.blueprint)
-    app.register_blueprint(events.blueprint)
-    app.register_blueprint(health.blueprint)
-    app.register_blueprint(pages.blueprint)
-    app.after_request(_cors)
-    app.after_request(audit.record)
-    app.register_error_handler(ConnectorError, _connector_error)
-    app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(Exception, _unexpected_error)
-    return app
 
 
 def _path_from_env(name: str) -> Path | None:
@@ -112,49 +116,4 @@ def _path_from_env(name: str) -> Path | None:
 
 def close_app(app: Flask) -> None:
     """Stop the drainer and release the pooled client (tests and embedders)."""
-    app.extensions["drainer"].stop()
-    app.extensions["connection"].close()
-    app.extensions["cards"].close()
-
-
-def _cors(response: Response) -> Response:
-    """CORS for the connection's allowed origins, on every answer, errors included."""
-    origin = request.headers.get("Origin")
-    allowed = current_service().holder.current().file.cors.allowed_origins
-    if origin and origin in allowed:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
-        if request.method == "OPTIONS":
-            response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
-            response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
-            response.headers["Access-Control-Max-Age"] = "600"
-    response.vary.add("Origin")
-    return response
-
-
-def _connector_error(error: ConnectorError) -> Response:
-    if request.endpoint in pages.PAGE_ENDPOINTS:  # an agent's iframe: a page, not JSON
-        return pages.error_page(error.status, error.message)
-    return error.response()
-
-
-def _http_error(error: HTTPException) -> Response:
-    codes = {404: "not_found", 405: "invalid_request_error", 413: "invalid_request_error"}
-    messages = {413: f"The request body is larger than {MAX_BODY_BYTES // 1024} KB."}
-    status = error.code or 400
-    if request.endpoint in pages.PAGE_ENDPOINTS:  # the card page's script shows fragments
-        return pages.error_page(status, messages.get(status, "The request was refused."))
-    response = error_response(
-        status,
-        codes.get(status, "invalid_request_error"),
-        messages.get(status, error.description or "Bad request."),
-    )
-    for name, value in error.get_headers():  # Allow on a 405, Retry-After on a 503 ...
-        if name.lower() != "content-type":
-            response.headers[name] = value
-    return response
-
-
-def _unexpected_error(error: Exception) -> Response:
-    log.exception("unexpected error")
-    return error_response(500, "server_error", "Something went wrong on the connector's side.")
+    services_of(app).close()

@@ -7,10 +7,10 @@ import threading
 import pytest
 
 from connector.errors import UpstreamUnavailable
-from connector.state.cache import CardCache
+from connector.state.cache import SingleFlightCache
 
 
-def slow_leader(cache: CardCache[str], release: threading.Event) -> threading.Thread:
+def slow_leader(cache: SingleFlightCache[str], release: threading.Event) -> threading.Thread:
     """A leader fetching `k` until `release` is set."""
 
     def fetch() -> tuple[str, float]:
@@ -25,7 +25,7 @@ def slow_leader(cache: CardCache[str], release: threading.Event) -> threading.Th
 
 
 def test_a_follower_past_its_deadline_gets_a_typed_error_not_a_crash() -> None:
-    cache: CardCache[str] = CardCache(10)
+    cache: SingleFlightCache[str] = SingleFlightCache(10)
     release = threading.Event()
     leader = slow_leader(cache, release)
     try:
@@ -39,7 +39,7 @@ def test_a_follower_past_its_deadline_gets_a_typed_error_not_a_crash() -> None:
 
 def test_a_follower_past_its_deadline_is_served_the_stale_entry() -> None:
     clock = [0.0]
-    cache: CardCache[str] = CardCache(10, clock=lambda: clock[0])
+    cache: SingleFlightCache[str] = SingleFlightCache(10, clock=lambda: clock[0])
     cache.get("k", lambda: ("old", 1.0), 60.0, 1.0)
     clock[0] = 2.0  # expired, within stale_for
     release = threading.Event()

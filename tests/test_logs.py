@@ -12,6 +12,7 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from connector.logs import JsonFormatter
+from connector.web.registry import services_of
 from tests.conftest import (
     TOKEN,
     TWILIO_AUTH_TOKEN,
@@ -96,7 +97,7 @@ def test_a_full_scenario_logs_no_secret_and_no_caller_in_clear(
     finally:
         sandbox.sandbox.faults.clear()
     deadline = time.monotonic() + 20
-    while connector.app.extensions["outbox"].get().depth().pending and time.monotonic() < deadline:
+    while services_of(connector.app).outbox.get().depth().pending and time.monotonic() < deadline:
         time.sleep(0.05)
 
     formatter = JsonFormatter()

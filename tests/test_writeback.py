@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from connector.config.loading import load_connection
+from connector.web.registry import services_of
 from connector.writeback.drainer import TIDY_EVERY_SECONDS, Drainer
 from connector.writeback.outbox import KEEP_SENT_SECONDS, Depth, LazyOutbox, Outbox
 from tests.conftest import (
@@ -56,7 +57,7 @@ def connector(make_connector: ConnectorFactory, sandbox: RunningSandbox) -> Runn
 
 
 def outbox(connector: RunningConnector) -> Outbox:
-    lazy: LazyOutbox = connector.app.extensions["outbox"]
+    lazy: LazyOutbox = services_of(connector.app).outbox
     return lazy.get()
 
 

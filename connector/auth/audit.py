@@ -12,7 +12,8 @@ import logging
 
 from flask import Response, g, request
 
-from connector.auth.gate import LOOKUP_ENDPOINTS, PUBLIC_ENDPOINTS, current_principal
+from connector.auth.gate import current_principal
+from connector.auth.policy import current_policy
 
 audit_log = logging.getLogger("connector.audit")
 OUTCOMES = {
@@ -39,10 +40,11 @@ def note_outcome(outcome: str) -> None:
 
 def record(response: Response) -> Response:
     """An `after_request` hook: audits data routes, and every refusal on any other route."""
-    if request.method == "OPTIONS" or request.endpoint in PUBLIC_ENDPOINTS:
+    route = current_policy()
+    if request.method == "OPTIONS" or route.access == "public":
         return response
     refused = response.status_code in (401, 403, 429)
-    if request.endpoint not in LOOKUP_ENDPOINTS and not refused:
+    if not route.customer_data and not refused:
         return response
     principal = current_principal()
     outcome = g.get("audit_outcome") or OUTCOMES.get(response.status_code)

@@ -22,7 +22,7 @@ import httpx
 
 from connector.config.secrets import TwilioAccount
 from connector.errors import TwilioRefusedCredentials, TwilioUnavailable, UpstreamUnavailable
-from connector.state.cache import CardCache
+from connector.state.cache import SingleFlightCache
 from connector.timestamps import parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class FlexTokens:
 
     def __init__(self, http: httpx.Client) -> None:
         self._http = http
-        self._cache: CardCache[FlexVerdict] = CardCache(MAX_TOKENS)
+        self._cache: SingleFlightCache[FlexVerdict] = SingleFlightCache(MAX_TOKENS)
 
     def known_valid(self, token: str, account: TwilioAccount) -> bool:
         """Whether Twilio already said this token is valid (and it has not expired since)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,24 +26,13 @@ from werkzeug.datastructures import Authorization
 
 from connector.auth.failed import FailedAuthentications
 from connector.auth.flex_tokens import FlexTokens
+from connector.auth.policy import current_policy
 from connector.auth.studio import SIGNATURE_HEADER, basic_auth_valid, signature_valid
-from connector.config.holder import ConnectionHolder
 from connector.config.loading import Connection
 from connector.errors import Forbidden, TooManyLookups, Unauthenticated
 from connector.logs import caller_hash
 from connector.state.rates import LocalRateBudget
 
-# The card page's shell and script hold no data (connector.routes.pages).
-PUBLIC_ENDPOINTS = frozenset(
-    {"health.healthz", "health.openapi", "pages.card_page", "pages.card_script"}
-)
-# Open to a load balancer's or Kubernetes' probe, which has no credentials: it gets a status;
-# a request that brings credentials has them checked and gets the details.
-PROBE_ENDPOINTS = frozenset({"health.readyz"})
-# Routes that read or write one customer's data: rate-limited per principal and audited.
-LOOKUP_ENDPOINTS = frozenset(
-    {"cards.card", "cards.studio_lookup", "events.record_event", "pages.card_view"}
-)
 FLOW_SID = re.compile(r"FW[0-9a-f]{32}")
 
 
@@ -66,8 +56,7 @@ def current_principal() -> Principal | None:
 class Gate:
     """Admits or refuses each request (a Flask `before_request` hook)."""
 
-    def __init__(self, holder: ConnectionHolder, tokens: FlexTokens, processes: int) -> None:
-        self.holder = holder
+    def __init__(self, tokens: FlexTokens, processes: int) -> None:
         self.tokens = tokens
         self.processes = max(1, processes)
         self.failures = FailedAuthentications()
@@ -78,31 +67,36 @@ class Gate:
         self._agents = LocalRateBudget(1.0)
         self._flows = LocalRateBudget(1.0)
 
-    def admit(self) -> None:
-        if request.method == "OPTIONS" or request.endpoint in PUBLIC_ENDPOINTS:
+    def admit(self, connection: Connection, body: Mapping[str, Any]) -> None:
+        """Run before every route with the request's connection snapshot and its body's fields
+        (a form or a JSON object; empty when unreadable, which the route then refuses)."""
+        route = current_policy()
+        if request.method == "OPTIONS" or route.access == "public":
             return
         if request.endpoint is None:
             return  # no such route: the 404 tells nothing
-        if request.endpoint in PROBE_ENDPOINTS and not _brings_credentials():
+        fields = OfferedFields(body)
+        if route.access == "probe" and not fields.brings_credentials():
             return
-        connection = self.holder.current()
         address = request.remote_addr or "unknown"
         limit = connection.file.auth.failed_auth_per_minute / self.processes
         try:
-            principal = self.identify(connection, self.failures.wait(address, limit))
+            principal = self.identify(connection, fields, self.failures.wait(address, limit))
         except Unauthenticated:
             self.failures.record(address)
             raise
         g.principal = principal
-        if request.endpoint in LOOKUP_ENDPOINTS:
+        if route.customer_data:
             self._limit(principal, connection)
 
-    def identify(self, connection: Connection, blocked_for: float = 0.0) -> Principal:
+    def identify(
+        self, connection: Connection, fields: OfferedFields, blocked_for: float = 0.0
+    ) -> Principal:
         """Who is asking. While the client's address is `blocked_for` failed authentications,
         only a Flex token already known to be valid gets in: agents behind the same office NAT
         as a misbehaving client keep working, and nothing else is checked at all."""
         credentials = request.authorization
-        if blocked_for > 0 and not self._known_agent(credentials, connection):
+        if blocked_for > 0 and not self._known_agent(credentials, fields, connection):
             raise TooManyLookups(
                 "Too many failed authentications from this address; "
                 f"try again in {math.ceil(blocked_for)} s.",
@@ -110,7 +104,7 @@ class Gate:
             )
         signed = SIGNATURE_HEADER in request.headers
         if signed and signature_valid(request, connection.twilio.auth_token):
-            return Principal("flow", _flow_sid() or "studio")
+            return Principal("flow", fields.flow_sid() or "studio")
         # A widget with Basic credentials is signed too: valid credentials stand on their own.
         if credentials is not None and credentials.type == "basic":
             basic = connection.studio_basic_auth
@@ -119,7 +113,7 @@ class Gate:
             return Principal("basic", basic[0])
         if signed:
             raise Unauthenticated(_signature_mismatch(connection))
-        token = _flex_token(credentials)
+        token = fields.flex_token(credentials)
         verdict = self.tokens.verdict(token, connection.twilio)
         if not verdict.valid:
             raise Unauthenticated(f"The Flex token was refused ({verdict.message[:120]}).")
@@ -130,10 +124,12 @@ class Gate:
         who = verdict.worker_sid or caller_hash(verdict.identity or "", connection.token)
         return Principal("agent", who)
 
-    def _known_agent(self, credentials: Authorization | None, connection: Connection) -> bool:
+    def _known_agent(
+        self, credentials: Authorization | None, fields: OfferedFields, connection: Connection
+    ) -> bool:
         if SIGNATURE_HEADER in request.headers or (credentials and credentials.type == "basic"):
             return False
-        token = _offered_token(credentials)
+        token = fields.offered_token(credentials)
         return token is not None and self.tokens.known_valid(token, connection.twilio)
 
     def _limit(self, principal: Principal, connection: Connection) -> None:
@@ -179,60 +175,46 @@ def _signature_mismatch(connection: Connection) -> str:
     )
 
 
-def _brings_credentials() -> bool:
-    headers = request.headers
-    return (
-        "Authorization" in headers
-        or SIGNATURE_HEADER in headers
-        or bool(_field("Token", in_query=False))
-    )
+@dataclass(frozen=True)
+class OfferedFields:
+    """The credentials a request's fields offer: a Flex token (`Token`, never from a URL) and a
+    Studio flow's `FlowSid` (the query string too: Studio signs it with the rest)."""
 
+    body: Mapping[str, Any]
 
-def _offered_token(credentials: Authorization | None) -> str | None:
-    """A Flex token as Bearer or as a Token body field; never from a URL, where logs keep it."""
-    bearer = credentials.token if credentials is not None else None
-    return bearer or _field("Token", in_query=False)
-
-
-def _flex_token(credentials: Authorization | None) -> str:
-    token = _offered_token(credentials)
-    if not token and "Token" in request.args:
-        raise Unauthenticated(
-            "A Flex token is never read from a URL, where logs would keep it: send it as "
-            "Authorization: Bearer, or as a Token field in the body."
+    def brings_credentials(self) -> bool:
+        headers = request.headers
+        return (
+            "Authorization" in headers or SIGNATURE_HEADER in headers or bool(self._body("Token"))
         )
-    if not token:
-        raise Unauthenticated(
-            "Send the agent's Flex token (Authorization: Bearer, or a Token field), "
-            "or sign the request as Twilio Studio does."
-        )
-    return token
+
+    def offered_token(self, credentials: Authorization | None) -> str | None:
+        """A Flex token as Bearer or as a Token body field; never from a URL, where logs keep it."""
+        bearer = credentials.token if credentials is not None else None
+        return bearer or self._body("Token")
+
+    def flex_token(self, credentials: Authorization | None) -> str:
+        token = self.offered_token(credentials)
+        if not token and "Token" in request.args:
+            raise Unauthenticated(
+                "A Flex token is never read from a URL, where logs would keep it: send it as "
+                "Authorization: Bearer, or as a Token field in the body."
+            )
+        if not token:
+            raise Unauthenticated(
+                "Send the agent's Flex token (Authorization: Bearer, or a Token field), "
+                "or sign the request as Twilio Studio does."
+            )
+        return token
+
+    def flow_sid(self) -> str | None:
+        sid = _string(request.args, "FlowSid") or self._body("FlowSid")
+        return sid if sid and FLOW_SID.fullmatch(sid) else None
+
+    def _body(self, name: str) -> str | None:
+        return _string(self.body, name)
 
 
-def _flow_sid() -> str | None:
-    sid = _field("FlowSid", in_query=True)
-    return sid if sid and FLOW_SID.fullmatch(sid) else None
-
-
-def _field(name: str, *, in_query: bool) -> str | None:
-    """A string field from the form or JSON body (and the query string, when allowed)."""
-    sources: list[Any] = [request.args] if in_query else []
-    if request.method == "POST":
-        if request.is_json:
-            body = _json_body()
-            if isinstance(body, dict):
-                sources.append(body)
-        else:
-            sources.append(request.form)
-    for source in sources:
-        value = source.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
-def _json_body() -> object:
-    try:
-        return request.get_json(silent=True)
-    except RecursionError:  # deeply nested JSON: the route refuses it with a 400
-        return None
+def _string(source: Mapping[str, Any], name: str) -> str | None:
+    value = source.get(name)
+    return value if isinstance(value, str) and value else None

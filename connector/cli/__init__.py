@@ -20,7 +20,6 @@ import httpx
 from twilio.request_validator import RequestValidator
 
 from connector.auth.flex_tokens import FlexTokens
-from connector.cards.service import CardService
 from connector.config.errors import ConfigError
 from connector.config.holder import ConnectionHolder
 from connector.config.loading import config_path, outbox_file, read_connection_file
@@ -32,7 +31,9 @@ from connector.sandbox.datagen import write_demo, write_synthetic
 from connector.sandbox.faults import Faults
 from connector.sandbox.process import sandbox_process
 from connector.sandbox.server import SandboxServer
+from connector.segment.api import ProfileApi
 from connector.segment.client import build_http_client
+from connector.segment.probe import ReadinessProbe
 from connector.serving.gunicorn import ALL_INTERFACES
 from connector.serving.gunicorn import serve as run_server
 from connector.serving.processes import HOST as LOOPBACK
@@ -239,12 +240,9 @@ def check(config_file: Path | None) -> None:
         f"{path}: valid (connection {section.friendly_name!r}, space {section.space_id}, "
         f"{connection.profile_api_url})"
     )
-    service = CardService(holder, build_http_client())
-    try:
-        upstream = service.probe(fresh=True)
-        twilio = _check_twilio(service.http, connection.twilio)
-    finally:
-        service.close()
+    with build_http_client() as http:
+        upstream = ReadinessProbe(ProfileApi(http)).check(connection, fresh=True)
+        twilio = _check_twilio(http, connection.twilio)
     request_id = f" (Request-Id {upstream.request_id})" if upstream.request_id else ""
     if upstream.ok:
         click.echo(

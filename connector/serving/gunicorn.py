@@ -10,11 +10,13 @@ from pathlib import Path
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from connector.app import LAST_GOOD_ENV, MAX_BODY_BYTES, AppSettings, close_app, create_app
+from connector.app import LAST_GOOD_ENV, AppSettings, close_app, create_app
 from connector.config.holder import ConnectionHolder
 from connector.config.last_good import LastGood
 from connector.logs import configure_logging, server_log_config
 from connector.serving.bridge import BridgeLimits, WsgiBridge
+from connector.web.fields import MAX_BODY_BYTES
+from connector.web.registry import services_of
 
 STATE_PREFIX = "connector-state-"  # + the master's pid: its last-good copy of the file
 
@@ -65,7 +67,7 @@ class ConnectorServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships 
 
 def serve_behind_bridge(app: Flask, threads: int) -> WsgiBridge:
     """The app behind the asyncio front, its deadline following the connection file."""
-    holder = app.extensions["cards"].holder
+    holder = services_of(app).holder
     limits = BridgeLimits(
         threads=threads,
         max_body=MAX_BODY_BYTES,

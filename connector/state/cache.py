@@ -1,20 +1,29 @@
-"""Cards in memory: TTL per entry, single-flight, stale-on-error, bounded, LRU.
+"""A cache for values fetched from upstream: TTL per entry, single-flight, stale-on-error.
 
-200 concurrent lookups of one caller make one upstream fetch: the first caller fetches, the
-others wait for its result. When Segment is unavailable, an expired entry still within
-`stale_for` is served instead, marked stale.
+cachetools stores the entries (`TLRUCache`: least recently used out first when full, and each
+entry dropped once it can serve neither fresh nor stale). What cachetools does not do is ours:
+
+- single flight: 200 concurrent lookups of one caller make one upstream fetch; the first caller
+  fetches, the others wait for its result (up to their own deadline);
+- stale on error: when Segment is unavailable, an expired entry still within `stale_for` of
+  when it was fetched is served instead, marked stale;
+- per-entry TTLs chosen by the fetch (a complete card, a "not found", a refusal);
+- hit, miss and stale counters for `/readyz`.
+
+cachetools' caches are not thread-safe: every access holds the lock.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from cachetools import TLRUCache
 
 from connector.errors import RateLimited, UpstreamUnavailable
 
@@ -30,16 +39,34 @@ class Cached(Generic[T]):
     stored: float  # monotonic, like expires
     expires: float
     stale: bool = False
+    keep_until: float = 0.0  # monotonic: past it the entry cannot even stand in when stale
 
 
-class CardCache(Generic[T]):
+def _keep_until(_key: str, entry: Cached[Any], _now: float) -> float:
+    return entry.keep_until
+
+
+class SingleFlightCache(Generic[T]):
     def __init__(self, max_entries: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.max_entries = max_entries
         self._clock = clock
         self._lock = threading.Lock()
-        self._entries: OrderedDict[str, Cached[T]] = OrderedDict()
+        self._entries: TLRUCache[str, Cached[T]] = TLRUCache(max_entries, _keep_until, clock)
         self._flights: dict[str, Future[Cached[T]]] = {}
         self.hits = self.misses = self.stale_served = 0
+
+    @property
+    def max_entries(self) -> int:
+        return int(self._entries.maxsize)
+
+    def resize(self, max_entries: int) -> None:
+        """A new bound (an edit of `cache_size`), keeping the most recently used entries."""
+        with self._lock:
+            if max_entries == self._entries.maxsize:
+                return
+            resized: TLRUCache[str, Cached[T]] = TLRUCache(max_entries, _keep_until, self._clock)
+            for key in list(self._entries)[-max_entries:]:  # iteration runs least recent first
+                resized[key] = self._entries[key]
+            self._entries = resized
 
     def get(
         self,
@@ -54,13 +81,12 @@ class CardCache(Generic[T]):
         `wait` bounds how long a follower waits for the leader's fetch; `outdated` can declare
         an unexpired entry out of date (say, an event about this caller was delivered since).
         """
-        entry = self._entries.get(key)
+        entry = self._get(key)
         if entry is not None and outdated is not None and outdated(entry):
             self.forget(key)
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and entry.expires > self._clock():
-                self._entries.move_to_end(key)
                 self.hits += 1
                 return entry
             flight = self._flights.get(key)
@@ -101,12 +127,11 @@ class CardCache(Generic[T]):
         except STALE_ON as error:
             return self._stale_or_raise(previous, stale_for, error)
         now = self._clock()
-        entry = Cached(value, datetime.now(UTC), now, now + ttl)
+        entry = Cached(
+            value, datetime.now(UTC), now, now + ttl, keep_until=now + max(ttl, stale_for)
+        )
         with self._lock:
             self._entries[key] = entry
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
         return entry
 
     def _stale_or_raise(
@@ -118,13 +143,21 @@ class CardCache(Generic[T]):
         with self._lock:
             self.stale_served += 1
         return Cached(
-            previous.value, previous.fetched_at, previous.stored, previous.expires, stale=True
+            previous.value,
+            previous.fetched_at,
+            previous.stored,
+            previous.expires,
+            stale=True,
+            keep_until=previous.keep_until,
         )
+
+    def _get(self, key: str) -> Cached[T] | None:
+        with self._lock:
+            return self._entries.get(key)
 
     def peek(self, key: str) -> Cached[T] | None:
         """The unexpired entry for `key`, if any; no fetch, no statistics."""
-        with self._lock:
-            entry = self._entries.get(key)
+        entry = self._get(key)
         return entry if entry is not None and entry.expires > self._clock() else None
 
     def forget(self, key: str) -> None:
@@ -136,4 +169,6 @@ class CardCache(Generic[T]):
             self._entries.clear()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        with self._lock:
+            self._entries.expire()
+            return len(self._entries)

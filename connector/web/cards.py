@@ -4,25 +4,29 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from connector.auth.audit import note_outcome
+from connector.auth.audit import note_caller, note_outcome
+from connector.auth.policy import policy
 from connector.cards.addresses import NoCustomer
 from connector.cards.build import studio_payload
-from connector.cards.service import CardAnswer, current_service
+from connector.cards.service import CardAnswer
 from connector.errors import ProfileApiError
-from connector.web.fields import arrival, lookup_caller
+from connector.web.fields import arrival, hashed_caller, lookup_caller
+from connector.web.registry import connection, services
 
 blueprint = Blueprint("cards", __name__)
 
 
 def look_up() -> CardAnswer:
     """The card for the address the request names, its outcome noted for the audit trail."""
-    service = current_service()
-    caller, raw = lookup_caller(service.holder.current().file.lookup.default_country)
+    current = connection()
+    cards = services().cards
+    caller, raw = lookup_caller(current.file.lookup.default_country)
+    note_caller(hashed_caller(caller, raw))
     if isinstance(caller, NoCustomer):  # withheld, or an agent's or SIP address: nothing to ask
-        answer = service.no_customer(caller, raw)
+        answer = cards.no_customer(current, caller, raw)
     else:
         try:
-            answer = service.card(caller, raw, arrival())
+            answer = cards.card(current, caller, raw, arrival())
         except ProfileApiError:
             note_outcome("unavailable")
             raise
@@ -31,12 +35,14 @@ def look_up() -> CardAnswer:
 
 
 @blueprint.route("/v1/cards", methods=["GET", "POST"])
+@policy(customer_data=True)
 def card() -> Response:
     """Not found is a successful lookup (`found: false`); Segment's failures are 503s."""
     return jsonify(look_up().card.model_dump(mode="json"))
 
 
 @blueprint.post("/v1/studio/lookup")
+@policy(customer_data=True)
 def studio_lookup() -> Response:
     """Always 200 for a well-formed request: Studio's Split widget branches on `status`, and
     on `reason` for why (a withheld caller ID; a missing space or a refused token)."""
@@ -47,7 +53,7 @@ def studio_lookup() -> Response:
             {
                 "found": False,
                 "status": "unavailable",
-                "connection": current_service().holder.current().file.connection.friendly_name,
+                "connection": connection().file.connection.friendly_name,
                 "reason": error.code,
                 "message": error.public_message,
             }

@@ -2,78 +2,65 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
-from connector.auth.audit import note_outcome
+from connector.auth.audit import note_caller, note_outcome
+from connector.auth.policy import policy
 from connector.cards.addresses import (
     Address,
     CallerField,
     InvalidAddress,
     NoCustomer,
-    candidates,
     parse_email,
     parse_phone,
 )
-from connector.cards.service import current_service
-from connector.errors import BadRequest, Forbidden, NotFound, RateLimited, UpstreamUnavailable
-from connector.logs import caller_hash
-from connector.web.fields import CallerFields, arrival, caller_fields, other_fields, parse_caller
-from connector.web.models import EventAccepted
-from connector.writeback.events import (
-    ChannelKeys,
-    Identity,
-    InvalidEvent,
-    build_message,
-    parse_event,
-    unflatten,
+from connector.errors import BadRequest, Forbidden, NotFound
+from connector.web.fields import (
+    CallerFields,
+    arrival,
+    caller_fields,
+    hashed_caller,
+    other_fields,
+    parse_caller,
 )
-from connector.writeback.outbox import LazyOutbox
+from connector.web.models import EventAccepted
+from connector.web.registry import connection, services
+from connector.writeback.events import ChannelKeys, InvalidEvent, parse_event, unflatten
 
-log = logging.getLogger(__name__)
 blueprint = Blueprint("events", __name__)
 
 
 @blueprint.post("/v1/events")
+@policy(customer_data=True)
 def record_event() -> Response:
-    service = current_service()
-    connection = service.holder.current()
-    if not connection.file.writeback.enabled:
+    current = connection()
+    if not current.file.writeback.enabled:
         raise Forbidden("Write-back is not enabled in this connection ([writeback] enabled).")
     callers = caller_fields()
     try:
         event = parse_event(_event_body())
     except InvalidEvent as error:
         raise BadRequest(f"Invalid event: {error}.") from None
-    country = connection.file.lookup.default_country
+    country = current.file.lookup.default_country
     address = _caller_address(*callers.for_event(event.type == "subscriptions"), country)
-    identity, identified = _identity(address)
     keys = _keys(callers, address, country)
     try:
-        message = build_message(event, identity, datetime.now(UTC), keys)
-    except InvalidEvent as error:
-        raise BadRequest(f"Invalid event: {error}.") from None
-    outbox: LazyOutbox = current_app.extensions["outbox"]
-    added = outbox.get().add(message, address.cache_key)  # committed: it cannot be lost now
-    note_outcome("duplicate" if not added else "queued")
-    accepted = EventAccepted(
-        messageId=message["messageId"], queued=True, duplicate=not added, identified=identified
+        accepted = services().events.accept(current, event, address, keys, arrival())
+    except NotFound:
+        note_outcome("not_found")
+        raise
+    note_outcome("duplicate" if accepted.duplicate else "queued")
+    body = EventAccepted(
+        messageId=accepted.message_id,
+        queued=True,
+        duplicate=accepted.duplicate,
+        identified=accepted.identified,
     )
-    log.info(
-        "event accepted",
-        extra={
-            "caller": caller_hash(address.cache_key, connection.token),
-            "type": event.type,
-            "message_id": message["messageId"],
-            "identified": identified,
-        },
-    )
-    response = jsonify(accepted.model_dump())
+    response = jsonify(body.model_dump())
     response.status_code = 202
     return response
 
@@ -81,6 +68,7 @@ def record_event() -> Response:
 def _caller_address(field: CallerField, raw: str, default_country: str) -> Address:
     """The event's caller; a withheld or non-customer caller has no profile to write to."""
     caller = parse_caller(field, raw, default_country)
+    note_caller(hashed_caller(caller, raw))
     if isinstance(caller, NoCustomer):
         note_outcome("not_found")
         why = "the caller ID is withheld" if caller.reason == "withheld" else "it is no customer's"
@@ -88,23 +76,6 @@ def _caller_address(field: CallerField, raw: str, default_country: str) -> Addre
             f"This caller cannot be tied to a Segment profile ({why}); nothing was recorded."
         )
     return caller
-
-
-def _identity(address: Address) -> tuple[Identity, bool]:
-    """Who the event is about, and whether Segment said so (rather than our best guess)."""
-    service = current_service()
-    try:
-        identity = service.identity(address, arrival())
-    except (UpstreamUnavailable, RateLimited):
-        # Segment cannot say who this is right now: rather than lose the event, key it by the
-        # caller's first identifier; Segment's identity resolution attaches it to the profile.
-        # A missing space or a refused token is not "right now": those raise, a 503 the
-        # client retries once the admin has fixed the connection.
-        lookup = service.holder.current().file.lookup
-        return Identity(None, candidates(address, lookup)[0]), False
-    if identity is None:
-        raise NotFound("No Segment profile matches this caller; the event was not recorded.")
-    return identity, True
 
 
 def _keys(callers: CallerFields, address: Address, default_country: str) -> ChannelKeys:

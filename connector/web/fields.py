@@ -16,13 +16,13 @@ from typing import Any
 from flask import request
 from werkzeug.datastructures import MultiDict
 
-from connector.auth.audit import note_caller
 from connector.cards.addresses import Address, Caller, CallerField, InvalidAddress, read_caller
-from connector.cards.service import current_service
 from connector.errors import BadRequest, UnsupportedMediaType
 from connector.logs import caller_hash
 from connector.serving.bridge import ARRIVED
+from connector.web.registry import connection
 
+MAX_BODY_BYTES = 64 * 1024  # any framing (connector.serving.body_limit); Studio's own limit too
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 # Events carry properties and traits; Segment's own payloads rarely nest past a handful of levels.
 MAX_JSON_DEPTH = 32
@@ -154,14 +154,17 @@ def lookup_caller(default_country: str) -> tuple[Caller, str]:
 
 
 def parse_caller(field: CallerField, raw: str, default_country: str) -> Caller:
-    """One caller field, parsed; a 400 for malformed input, noted for the audit trail."""
+    """One caller field, parsed; a 400 for malformed input."""
     try:
-        caller = read_caller(field, raw, default_country)
+        return read_caller(field, raw, default_country)
     except InvalidAddress as error:
         raise BadRequest(f"The {field} given is {error}.") from None
+
+
+def hashed_caller(caller: Caller, raw: str) -> str:
+    """The caller as the audit trail and the logs name them: a keyed hash (connector.logs)."""
     key = caller.cache_key if isinstance(caller, Address) else caller.key(raw)
-    note_caller(caller_hash(key, current_service().holder.current().token))
-    return caller
+    return caller_hash(key, connection().token)
 
 
 def other_fields() -> dict[str, Any]:
@@ -189,16 +192,32 @@ def body_fields() -> Mapping[str, Any]:
     )
 
 
+def tolerant_body() -> Mapping[str, Any]:
+    """A POST body's fields as far as they can be read, else none: what the gate looks in for
+    credentials before the route refuses a malformed body with a clear 400 or 415."""
+    if request.method != "POST":
+        return {}
+    if request.is_json:
+        body = _parsed_json()
+        return body if isinstance(body, dict) else {}
+    return request.form
+
+
 def json_object() -> dict[str, Any]:
-    try:
-        body = request.get_json(silent=True)
-    except RecursionError:  # nested past the interpreter's limit
-        body = None
+    body = _parsed_json()
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
     if nesting_depth(body) > MAX_JSON_DEPTH:
         raise BadRequest(f"The JSON body is nested deeper than {MAX_JSON_DEPTH} levels.")
     return body
+
+
+def _parsed_json() -> object:
+    """The JSON body, parsed once per request (Flask caches it); None when it is not JSON."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:  # nested past the interpreter's limit
+        return None
 
 
 def nesting_depth(value: Any) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from connector.auth.gate import current_principal
-from connector.cards.service import CardService, Upstream, current_service
+from connector.auth.policy import policy
+from connector.segment.probe import Upstream
 from connector.web.models import (
     Health,
     Readiness,
@@ -14,43 +15,45 @@ from connector.web.models import (
     ReadinessUpstream,
 )
 from connector.web.openapi import openapi_document
+from connector.web.registry import connection, services
 
 blueprint = Blueprint("health", __name__)
 
 
 @blueprint.get("/openapi.json")
+@policy("public")
 def openapi() -> Response:
     return jsonify(openapi_document())
 
 
 @blueprint.get("/healthz")
+@policy("public")
 def healthz() -> Response:
     return jsonify(Health(status="ok").model_dump())
 
 
 @blueprint.get("/readyz")
+@policy("probe")
 def readyz() -> Response:
     """503 when Segment does not answer with this token; a refused edit of the connection file
     is reported but keeps readiness, since the last good connection goes on serving. Without
     credentials (a load balancer's probe), only whether the connector is ready."""
-    service = current_service()
-    upstream = service.probe()
+    upstream = services().probe.check(connection())
     body: Readiness | ReadinessSummary = ReadinessSummary(ready=upstream.ok)
     if current_principal() is not None:  # a probe without credentials gets the status alone
-        body = _details(service, upstream)
+        body = _details(upstream)
     response = jsonify(body.model_dump())
     response.status_code = 200 if upstream.ok else 503
     return response
 
 
-def _details(service: CardService, upstream: Upstream) -> Readiness:
+def _details(upstream: Upstream) -> Readiness:
     """What an agent or an admin with credentials sees: version, file, upstream, cache."""
-    connection = service.holder.current()
-    error = service.holder.error
+    current, error = connection(), services().holder.error
     return Readiness(
         ready=upstream.ok,
-        connection=connection.file.connection.friendly_name,
-        version=connection.version,
+        connection=current.file.connection.friendly_name,
+        version=current.version,
         config=ReadinessConfig(valid=error is None, error=str(error) if error else None),
         upstream=ReadinessUpstream(
             reachable=upstream.reachable,
@@ -59,5 +62,5 @@ def _details(service: CardService, upstream: Upstream) -> Readiness:
             request_id=upstream.request_id,
             code=upstream.code,
         ),
-        cache=service.cache_stats(),
+        cache=services().cards.cache_stats(),
     )

@@ -13,15 +13,12 @@ from pathlib import Path
 
 from flask import Blueprint, Response, render_template, request, send_file
 
-from connector.cards.service import current_service
+from connector.auth.policy import policy
 from connector.errors import BadRequest, ProfileApiError, bounded
 from connector.web.cards import look_up
+from connector.web.registry import connection
 
 blueprint = Blueprint("pages", __name__, template_folder="templates")
-# Answers that go to the page's script render as HTML fragments, errors included.
-PAGE_ENDPOINTS = frozenset({"pages.card_view"})
-# The shell and its script hold no data: anyone may load them.
-PUBLIC_PAGE_ENDPOINTS = frozenset({"pages.card_page", "pages.card_script"})
 SCRIPT = Path(__file__).resolve().parent / "assets" / "card_view.js"
 # What must never ride a URL (compared lower-cased): the token and every caller field.
 SECRET_QUERY_FIELDS = frozenset({"token", "from", "phone", "email", "identifier"})
@@ -40,6 +37,7 @@ TITLES = {
 
 
 @blueprint.get("/cards/view")
+@policy("public")  # the shell holds no data
 def card_page() -> Response:
     """The shell: no data, so no credentials; a query naming a caller or token is refused."""
     if _secret_in_query():
@@ -51,6 +49,7 @@ def card_page() -> Response:
 
 
 @blueprint.post("/cards/view")
+@policy(customer_data=True, page=True)  # answers the shell's script: errors as fragments too
 def card_view() -> Response:
     """The card as an HTML fragment, for the shell's script (the gate checked the Token field)."""
     if _secret_in_query():
@@ -63,6 +62,7 @@ def card_view() -> Response:
 
 
 @blueprint.get("/cards/view.js")
+@policy("public")
 def card_script() -> Response:
     """The shell's one script (revalidated on each load, so a deploy takes effect at once)."""
     response = send_file(SCRIPT, mimetype="text/javascript", max_age=0)
@@ -76,7 +76,7 @@ def _secret_in_query() -> bool:
 
 def page_response(html: str, status: int) -> Response:
     response = Response(html, status=status, mimetype="text/html")
-    origins = current_service().holder.current().file.cors.allowed_origins
+    origins = connection().file.cors.allowed_origins
     # One same-origin script and its POSTs; inline script, plugins, forms and framing by anyone
     # but Flex all refused.
     response.headers["Content-Security-Policy"] = (

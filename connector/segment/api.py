@@ -1,0 +1,40 @@
+"""The Profile API of the connection in use: one client per version of the file, one budget.
+
+An edit of the connection file that changes the space, its URL or its token gets a new client
+at the next request; an edit of labels costs nothing. The budget lives as long as the process:
+an edit changes its rate, never refills it.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+
+from connector.config.loading import Connection
+from connector.segment.client import ProfileClient
+from connector.state.rates import LocalRateBudget
+
+
+class ProfileApi:
+    def __init__(self, http: httpx.Client, processes: int = 1) -> None:
+        self.http = http
+        self.processes = max(1, processes)  # each worker takes its share of the space's rate
+        self.budget = LocalRateBudget(1.0)
+        self._lock = threading.Lock()
+        self._current: tuple[str, ProfileClient] | None = None
+
+    def client(self, connection: Connection) -> ProfileClient:
+        """The client for this version of the connection (built once per version)."""
+        with self._lock:
+            if self._current is None or self._current[0] != connection.version:
+                self.budget.set_rate(connection.file.lookup.rate_limit / self.processes)
+                client = ProfileClient(
+                    self.http,
+                    connection.profile_api_url,
+                    connection.file.connection.space_id,
+                    connection.token,
+                    self.budget,
+                )
+                self._current = (connection.version, client)
+            return self._current[1]

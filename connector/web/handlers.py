@@ -1,0 +1,69 @@
+"""Answers every route shares: CORS for the connection's origins, and errors in Segment's shape
+(or as HTML fragments for the card page's script)."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from connector.auth.policy import current_policy
+from connector.errors import ConnectorError, error_response
+from connector.web.fields import MAX_BODY_BYTES
+from connector.web.pages import error_page
+from connector.web.registry import connection
+
+log = logging.getLogger(__name__)
+CORS_HEADERS = "Authorization, Content-Type"
+CORS_METHODS = "GET, POST, OPTIONS"
+# Headers a Flex plugin may read: Segment's Request-Id for support, when to retry a 429 or 503.
+CORS_EXPOSED = "Request-Id, Retry-After"
+
+
+def register(app: Flask) -> None:
+    app.register_error_handler(ConnectorError, connector_error)
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(Exception, unexpected_error)
+
+
+def cors(response: Response) -> Response:
+    """CORS for the connection's allowed origins, on every answer, errors included."""
+    origin = request.headers.get("Origin")
+    if origin and origin in connection().file.cors.allowed_origins:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
+        if request.method == "OPTIONS":
+            response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
+            response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+            response.headers["Access-Control-Max-Age"] = "600"
+    response.vary.add("Origin")
+    return response
+
+
+def connector_error(error: ConnectorError) -> Response:
+    if current_policy().page:  # an agent's iframe: a page, not JSON
+        return error_page(error.status, error.message)
+    return error.response()
+
+
+def http_error(error: HTTPException) -> Response:
+    codes = {404: "not_found", 405: "invalid_request_error", 413: "invalid_request_error"}
+    messages = {413: f"The request body is larger than {MAX_BODY_BYTES // 1024} KB."}
+    status = error.code or 400
+    if current_policy().page:  # the card page's script shows fragments
+        return error_page(status, messages.get(status, "The request was refused."))
+    response = error_response(
+        status,
+        codes.get(status, "invalid_request_error"),
+        messages.get(status, error.description or "Bad request."),
+    )
+    for name, value in error.get_headers():  # Allow on a 405, Retry-After on a 503 ...
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def unexpected_error(error: Exception) -> Response:
+    log.exception("unexpected error")
+    return error_response(500, "server_error", "Something went wrong on the connector's side.")

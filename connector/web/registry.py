@@ -1,0 +1,64 @@
+"""The process's shared objects, built once by `create_app` and kept in `app.extensions`, and
+the connection a request is served with, read once per request.
+
+The connection file can change while a request runs (the holder's watcher swaps it); a request
+takes one snapshot on first use and every part of it (the gate, the route, CORS, the audit line)
+sees that one version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from flask import Flask, current_app, g
+
+from connector.auth.gate import Gate
+from connector.cards.service import CardService
+from connector.config.holder import ConnectionHolder
+from connector.config.loading import Connection
+from connector.segment.api import ProfileApi
+from connector.segment.probe import ReadinessProbe
+from connector.writeback.drainer import Drainer
+from connector.writeback.outbox import LazyOutbox
+from connector.writeback.writer import EventWriter
+
+EXTENSION = "connector"
+
+
+@dataclass(frozen=True)
+class Services:
+    holder: ConnectionHolder  # the connection in use, hot-reloaded
+    http: httpx.Client  # the process's one pooled client (Segment and Twilio)
+    api: ProfileApi  # the Profile API client of the connection's version, and its budget
+    cards: CardService
+    probe: ReadinessProbe
+    outbox: LazyOutbox
+    events: EventWriter
+    drainer: Drainer
+    gate: Gate
+
+    def close(self) -> None:
+        """Stop the threads and release the pooled client, the last user of it last."""
+        self.drainer.stop()
+        self.holder.close()
+        self.cards.close()
+        self.http.close()
+
+
+def services_of(app: Flask) -> Services:
+    found: Services = app.extensions[EXTENSION]
+    return found
+
+
+def services() -> Services:
+    """The Services of the app handling the current request."""
+    return services_of(current_app)
+
+
+def connection() -> Connection:
+    """The connection this request is served with: one snapshot, taken on first use."""
+    snapshot: Connection | None = g.get("connection")
+    if snapshot is None:
+        snapshot = g.connection = services().holder.current()
+    return snapshot
