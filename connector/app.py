@@ -18,15 +18,22 @@ from connector.auth.studio import TrustedProxies
 from connector.cards.service import CardService
 from connector.config.holder import SETTLE_SECONDS, ConnectionHolder
 from connector.config.last_good import LastGood
-from connector.config.loading import config_path
+from connector.config.loading import Connection, config_path
 from connector.logs import quiet_libraries
 from connector.segment.api import ProfileApi
 from connector.segment.client import build_http_client
 from connector.segment.probe import ReadinessProbe
-from connector.serving.body_limit import BodyLimit
 from connector.web import cards, events, handlers, health, pages
+from connector.web.body_limit import BodyLimit
 from connector.web.fields import MAX_BODY_BYTES, tolerant_body
-from connector.web.registry import EXTENSION, Services, connection, services_of
+from connector.web.registry import (
+    EXTENSION,
+    ConnectionSnapshot,
+    Services,
+    connection,
+    services_of,
+    snapshot_of,
+)
 from connector.writeback.drainer import Drainer
 from connector.writeback.identity import CallerIdentities
 from connector.writeback.outbox import LazyOutbox
@@ -79,8 +86,9 @@ def create_app(
     app.extensions[EXTENSION] = services
     services.drainer.start()
     app.before_request(lambda: services.gate.admit(connection(), tolerant_body()))
-    proxied = TrustedProxies(app.wsgi_app, holder)
-    app.wsgi_app = BodyLimit(proxied, MAX_BODY_BYTES)  # type: ignore[method-assign]
+    proxied = TrustedProxies(app.wsgi_app, lambda environ: trusted_proxies(snapshot_of(environ)))
+    bounded = BodyLimit(proxied, MAX_BODY_BYTES)
+    app.wsgi_app = ConnectionSnapshot(bounded, holder)  # type: ignore[method-assign]
     for blueprint in (cards.blueprint, events.blueprint, health.blueprint, pages.blueprint):
         app.register_blueprint(blueprint)
     app.after_request(handlers.cors)
@@ -112,6 +120,10 @@ def build_services(holder: ConnectionHolder, http: httpx.Client, processes: int)
 def _path_from_env(name: str) -> Path | None:
     value = os.environ.get(name)
     return Path(value) if value else None
+
+
+def trusted_proxies(connection: Connection) -> int:
+    return connection.file.auth.trusted_proxies
 
 
 def close_app(app: Flask) -> None:

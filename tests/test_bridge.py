@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
-from connector.serving.bridge import ARRIVED, BridgeLimits, WsgiBridge
+from connector.serving.bridge import BridgeLimits, WsgiBridge
+from connector.web.fields import ARRIVED
 
 Environ = dict[str, Any]
 

@@ -11,7 +11,7 @@ rebuilt from X-Forwarded-* headers, and only when the connection trusts that man
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,7 +24,6 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from connector.config.holder import ConnectionHolder
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 FORM = "application/x-www-form-urlencoded"
@@ -89,17 +88,18 @@ def basic_auth_valid(credentials: Authorization, expected: tuple[str, SecretStr]
 class TrustedProxies:
     """WSGI middleware applying ProxyFix for as many proxies as the connection file trusts.
 
-    Read per request, so an edit of `auth.trusted_proxies` applies without a restart; with 0,
-    X-Forwarded-* headers are ignored (anyone can send them).
+    `trusted` reads the count from the request's connection, so an edit of
+    `auth.trusted_proxies` applies without a restart; with 0, X-Forwarded-* headers are ignored
+    (anyone can send them).
     """
 
-    def __init__(self, app: WSGIApplication, holder: ConnectionHolder) -> None:
+    def __init__(self, app: WSGIApplication, trusted: Callable[[WSGIEnvironment], int]) -> None:
         self._app = app
-        self._holder = holder
+        self._trusted = trusted
         self._fixers: dict[int, WSGIApplication] = {}
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        trusted = self._holder.current().file.auth.trusted_proxies
+        trusted = self._trusted(environ)
         if trusted == 0:
             return self._app(environ, start_response)
         fixer = self._fixers.get(trusted)

@@ -127,7 +127,7 @@ class ProfileClient:
             response = self._http.get(url, params=params, auth=self._auth, timeout=timeout)
         except httpx.TimeoutException:
             raise UpstreamUnavailable("Segment did not answer in time") from None
-        except httpx.TransportError as error:
+        except httpx.HTTPError as error:  # transport, and bodies that cannot be decoded
             raise UpstreamUnavailable(f"cannot reach Segment ({type(error).__name__})") from None
         if response.status_code == 200:
             try:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
 
+from connector.web.fields import ARRIVED
+
 log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
@@ -36,7 +38,6 @@ WSGIApp = Callable[..., Iterable[bytes]]
 Headers = list[tuple[bytes, bytes]]
 
 STUDIO_PATH = "/v1/studio/lookup"
-ARRIVED = "connector.arrived"  # environ key: time.monotonic() when its headers were in
 JSON = (b"content-type", b"application/json")
 
 

@@ -7,7 +7,11 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from connector.segment.deadline import Deadline
+
+class Deadline(Protocol):
+    """What a request has left of its time (connector.segment.deadline.Deadline)."""
+
+    def remaining(self) -> float: ...
 
 
 class RateBudget(Protocol):

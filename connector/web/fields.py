@@ -19,10 +19,10 @@ from werkzeug.datastructures import MultiDict
 from connector.cards.addresses import Address, Caller, CallerField, InvalidAddress, read_caller
 from connector.errors import BadRequest, UnsupportedMediaType
 from connector.logs import caller_hash
-from connector.serving.bridge import ARRIVED
 from connector.web.registry import connection
 
-MAX_BODY_BYTES = 64 * 1024  # any framing (connector.serving.body_limit); Studio's own limit too
+ARRIVED = "connector.arrived"  # environ key: time.monotonic() when its headers were in
+MAX_BODY_BYTES = 64 * 1024  # any framing (connector.web.body_limit); Studio's own limit too
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 # Events carry properties and traits; Segment's own payloads rarely nest past a handful of levels.
 MAX_JSON_DEPTH = 32

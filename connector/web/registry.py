@@ -2,16 +2,19 @@
 the connection a request is served with, read once per request.
 
 The connection file can change while a request runs (the holder's watcher swaps it); a request
-takes one snapshot on first use and every part of it (the gate, the route, CORS, the audit line)
-sees that one version.
+takes one snapshot as it enters the app (`ConnectionSnapshot`, the outermost middleware) and
+every part of it (trusted proxies, the gate, the route, CORS, the audit line) sees that one
+version.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
-from flask import Flask, current_app, g
+from flask import Flask, current_app, request
 
 from connector.auth.gate import Gate
 from connector.cards.service import CardService
@@ -23,7 +26,11 @@ from connector.writeback.drainer import Drainer
 from connector.writeback.outbox import LazyOutbox
 from connector.writeback.writer import EventWriter
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
 EXTENSION = "connector"
+SNAPSHOT = "connector.connection"  # environ key: the Connection this request is served with
 
 
 @dataclass(frozen=True)
@@ -57,8 +64,27 @@ def services() -> Services:
 
 
 def connection() -> Connection:
-    """The connection this request is served with: one snapshot, taken on first use."""
-    snapshot: Connection | None = g.get("connection")
-    if snapshot is None:
-        snapshot = g.connection = services().holder.current()
+    """The connection this request is served with (taken on first use outside the middleware,
+    as in a test's request context)."""
+    environ = request.environ
+    snapshot = environ.get(SNAPSHOT)
+    if not isinstance(snapshot, Connection):
+        snapshot = environ[SNAPSHOT] = services().holder.current()
     return snapshot
+
+
+def snapshot_of(environ: WSGIEnvironment) -> Connection:
+    snapshot: Connection = environ[SNAPSHOT]
+    return snapshot
+
+
+class ConnectionSnapshot:
+    """WSGI middleware: the connection in use when a request enters, kept in its environ."""
+
+    def __init__(self, app: WSGIApplication, holder: ConnectionHolder) -> None:
+        self._app = app
+        self._holder = holder
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        environ[SNAPSHOT] = self._holder.current()
+        return self._app(environ, start_response)
