@@ -127,8 +127,12 @@ class ProfileClient:
             response = self._http.get(url, params=params, auth=self._auth, timeout=timeout)
         except httpx.TimeoutException:
             raise UpstreamUnavailable("Segment did not answer in time") from None
-        except httpx.HTTPError as error:  # transport, and bodies that cannot be decoded
+        except httpx.TransportError as error:
             raise UpstreamUnavailable(f"cannot reach Segment ({type(error).__name__})") from None
+        except httpx.HTTPError as error:  # a body that cannot be decoded (bad gzip, say)
+            raise UpstreamUnavailable(
+                f"Segment's answer was unreadable ({type(error).__name__})"
+            ) from None
         if response.status_code == 200:
             try:
                 body = response.json()

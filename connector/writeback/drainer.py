@@ -125,7 +125,7 @@ class Drainer:
                 auth=(connection.write_key.get_secret_value(), ""),
                 timeout=SEND_TIMEOUT,
             )
-        except httpx.HTTPError as error:  # transport, and bodies that cannot be decoded
+        except httpx.HTTPError as error:  # transport, or an answer that cannot be decoded
             self._later(rows, None, f"cannot reach Segment ({type(error).__name__})")
             return
         if response.status_code == 200:
