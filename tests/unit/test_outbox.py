@@ -1,0 +1,272 @@
+"""The SQLite outbox in tmp_path, on an injected wall clock."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector.writeback.outbox import KEEP_SENT_SECONDS, Depth, Outbox, encode_message
+from tests.unit.fakes import FakeClock
+
+LEASE = 15.0
+START = 1_700_000_000.0
+
+
+def message(number: int, **extra: Any) -> dict[str, Any]:
+    return {"type": "track", "event": "Call Ended", "messageId": f"m-{number}", **extra}
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START)
+
+
+@pytest.fixture
+def outbox(tmp_path: Path, clock: FakeClock) -> Outbox:
+    return Outbox(tmp_path / "state" / "outbox.sqlite", clock=clock)
+
+
+def fill(outbox: Outbox, count: int, clock: FakeClock | None = None) -> None:
+    for number in range(count):
+        assert outbox.add(message(number), subject=f"user_id:u{number}")
+        if clock is not None:
+            clock.advance(1)
+
+
+def ids(rows: list[Any]) -> list[str]:
+    return [row.message_id for row in rows]
+
+
+# --- adding ------------------------------------------------------------------------------------
+
+
+def test_add_commits_the_message_as_it_will_be_sent(outbox: Outbox) -> None:
+    msg = message(1, properties={"city": "Z\u00fcrich"})
+    assert outbox.add(msg)
+    (row,) = outbox.claim(10, 10_000, LEASE)
+    assert row.body == encode_message(msg)
+    assert json.loads(row.body) == msg
+    assert b"\\u00fc" in row.body  # non-ASCII escaped: the size is the same on both sides
+    assert row.size == len(row.body)
+    assert row.created_at == START
+    assert row.attempts == 1
+
+
+def test_a_duplicate_message_id_is_refused(outbox: Outbox) -> None:
+    assert outbox.add(message(1))
+    assert not outbox.add(message(1, event="Something else"))
+    (row,) = outbox.claim(10, 10_000, LEASE)
+    assert json.loads(row.body)["event"] == "Call Ended"
+    assert outbox.depth().pending == 1
+
+
+def test_a_sent_message_id_is_still_a_duplicate(outbox: Outbox) -> None:
+    outbox.add(message(1))
+    outbox.mark_sent(outbox.claim(10, 10_000, LEASE))
+    assert not outbox.add(message(1))
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_nan_and_infinity_are_refused(outbox: Outbox, value: float) -> None:
+    with pytest.raises(ValueError):
+        outbox.add(message(1, properties={"x": value}))
+    assert outbox.depth().pending == 0
+
+
+def test_the_file_and_its_folder_are_created(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "a" / "b" / "outbox.sqlite"
+    Outbox(path, clock=clock).add(message(1))
+    assert path.is_file()
+    assert Outbox(path, clock=clock).depth().pending == 1  # a second opener sees the row
+
+
+# --- claiming ----------------------------------------------------------------------------------
+
+
+def test_claim_takes_the_oldest_rows_up_to_the_count(outbox: Outbox) -> None:
+    fill(outbox, 5)
+    assert ids(outbox.claim(3, 10_000, LEASE)) == ["m-0", "m-1", "m-2"]
+    assert ids(outbox.claim(3, 10_000, LEASE)) == ["m-3", "m-4"]
+    assert outbox.claim(3, 10_000, LEASE) == []
+
+
+def test_claim_bounds_the_bytes_of_the_joined_bodies(outbox: Outbox) -> None:
+    fill(outbox, 4)
+    size = len(encode_message(message(0)))
+    # two bodies and one comma fit exactly; a third would need size + 1 more
+    assert ids(outbox.claim(10, 2 * size + 1, LEASE)) == ["m-0", "m-1"]
+    assert ids(outbox.claim(10, 2 * size, LEASE)) == ["m-2"]
+
+
+def test_a_row_larger_than_the_byte_limit_is_claimed_alone(outbox: Outbox) -> None:
+    outbox.add(message(1, properties={"blob": "x" * 500}))
+    outbox.add(message(2))
+    assert ids(outbox.claim(10, 100, LEASE)) == ["m-1"]
+
+
+def test_leased_rows_are_not_claimed_again_until_the_lease_ends(
+    outbox: Outbox, clock: FakeClock
+) -> None:
+    fill(outbox, 2)
+    first = outbox.claim(10, 10_000, LEASE)
+    clock.advance(LEASE - 0.5)
+    assert outbox.claim(10, 10_000, LEASE) == []
+    clock.advance(0.5)
+    again = outbox.claim(10, 10_000, LEASE)
+    assert ids(again) == ids(first)
+    assert [r.attempts for r in again] == [2, 2]
+
+
+def test_concurrent_drainers_never_share_a_row(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "outbox.sqlite"
+    fill(Outbox(path, clock=clock), 200)
+    claimed: list[list[str]] = [[] for _ in range(4)]
+
+    def drain(slot: int) -> None:
+        own = Outbox(path, clock=clock)  # its own connection, as another process would have
+        while rows := own.claim(7, 100_000, LEASE):
+            claimed[slot].extend(ids(rows))
+
+    threads = [threading.Thread(target=drain, args=(slot,)) for slot in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    everything = [m for rows in claimed for m in rows]
+    assert len(everything) == 200
+    assert set(everything) == {f"m-{n}" for n in range(200)}
+
+
+# --- settling ----------------------------------------------------------------------------------
+
+
+def test_mark_sent_settles_rows(outbox: Outbox, clock: FakeClock) -> None:
+    fill(outbox, 2)
+    rows = outbox.claim(10, 10_000, LEASE)
+    clock.advance(5)
+    outbox.mark_sent(rows[:1])
+    assert outbox.depth() == Depth(pending=1, oldest_pending_age=5.0, sent=1, dead=0)
+    clock.advance(LEASE)
+    assert ids(outbox.claim(10, 10_000, LEASE)) == ["m-1"]  # the sent one never comes back
+
+
+def test_delivered_since_names_the_subject_and_the_moment(outbox: Outbox, clock: FakeClock) -> None:
+    outbox.add(message(1), subject="user_id:u1")
+    assert not outbox.delivered_since("user_id:u1", START - 1)  # pending is not delivered
+    clock.advance(10)
+    outbox.mark_sent(outbox.claim(10, 10_000, LEASE))
+    assert outbox.delivered_since("user_id:u1", START + 9)
+    assert not outbox.delivered_since("user_id:u1", START + 10)
+    assert not outbox.delivered_since("user_id:u2", START)
+
+
+def test_retry_later_holds_rows_back_for_the_delay(outbox: Outbox, clock: FakeClock) -> None:
+    fill(outbox, 1)
+    rows = outbox.claim(10, 10_000, LEASE)
+    outbox.retry_later(rows, 30.0, "HTTP 503")
+    clock.advance(29.9)
+    assert outbox.claim(10, 10_000, LEASE) == []
+    clock.advance(0.1)
+    (row,) = outbox.claim(10, 10_000, LEASE)
+    assert row.attempts == 2
+
+
+def test_retry_later_with_no_delay_releases_the_lease(outbox: Outbox) -> None:
+    fill(outbox, 1)
+    outbox.retry_later(outbox.claim(10, 10_000, LEASE), 0.0, "HTTP 500")
+    assert ids(outbox.claim(10, 10_000, LEASE)) == ["m-0"]
+
+
+def test_retry_now_makes_delayed_rows_due(outbox: Outbox) -> None:
+    fill(outbox, 3)
+    rows = outbox.claim(10, 10_000, LEASE)
+    outbox.retry_later(rows[:2], 3600.0, "HTTP 503")
+    assert outbox.retry_now() == 2
+    assert ids(outbox.claim(10, 10_000, LEASE)) == ["m-0", "m-1"]
+
+
+def test_parked_rows_are_dead_letters(outbox: Outbox, clock: FakeClock) -> None:
+    fill(outbox, 3)
+    rows = outbox.claim(10, 10_000, LEASE)
+    clock.advance(7)
+    outbox.park(rows[1:2], "refused by Segment: bad event")
+    assert outbox.dead_letters() == [("m-1", "refused by Segment: bad event", START + 7)]
+    assert outbox.depth().dead == 1
+    outbox.retry_later([rows[0], rows[2]], 0.0, "x")
+    assert ids(outbox.claim(10, 10_000, LEASE)) == ["m-0", "m-2"]  # never the dead one
+
+
+def test_dead_letters_can_be_retried(outbox: Outbox) -> None:
+    fill(outbox, 1)
+    outbox.park(outbox.claim(10, 10_000, LEASE), "bad")
+    assert outbox.retry_dead() == 1
+    (row,) = outbox.claim(10, 10_000, LEASE)
+    assert row.attempts == 1  # counted afresh
+    assert outbox.depth().dead == 0
+
+
+def test_dead_letters_can_be_purged(outbox: Outbox) -> None:
+    fill(outbox, 2)
+    rows = outbox.claim(10, 10_000, LEASE)
+    outbox.park(rows, "bad")
+    assert outbox.purge_dead() == 2
+    assert outbox.depth() == Depth(0, None, 0, 0)
+    assert outbox.add(message(0))  # its messageId is free again
+
+
+def test_dead_letters_are_listed_newest_first_up_to_the_limit(
+    outbox: Outbox, clock: FakeClock
+) -> None:
+    fill(outbox, 3)
+    for row in outbox.claim(10, 10_000, LEASE):
+        clock.advance(1)
+        outbox.park([row], f"reason {row.message_id}")
+    assert [m for m, _, _ in outbox.dead_letters(limit=2)] == ["m-2", "m-1"]
+
+
+def test_depth_counts_each_state_and_the_oldest_pending_age(
+    outbox: Outbox, clock: FakeClock
+) -> None:
+    assert outbox.depth() == Depth(0, None, 0, 0)
+    fill(outbox, 4, clock)  # created at START, START+1, START+2, START+3
+    rows = outbox.claim(2, 10_000, LEASE)
+    outbox.mark_sent(rows[:1])
+    outbox.park(rows[1:], "bad")
+    clock.advance(10)
+    assert outbox.depth() == Depth(pending=2, oldest_pending_age=12.0, sent=1, dead=1)
+
+
+# --- tidying -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tidy", [Outbox.tidy, Outbox.forget_sent])
+def test_sent_rows_are_forgotten_after_the_keeping_time(
+    outbox: Outbox, clock: FakeClock, tidy: Any
+) -> None:
+    fill(outbox, 4)
+    rows = outbox.claim(10, 10_000, LEASE)
+    outbox.mark_sent(rows[:1])
+    clock.advance(100)
+    outbox.mark_sent(rows[1:2])
+    outbox.park(rows[2:3], "bad")
+    clock.advance(KEEP_SENT_SECONDS - 50)
+    assert tidy(outbox) == 1  # only the first sent row is older than the keeping time
+    assert outbox.depth() == Depth(
+        pending=1, oldest_pending_age=KEEP_SENT_SECONDS + 50, sent=1, dead=1
+    )
+    assert outbox.add(message(0))  # a forgotten messageId is no longer a duplicate
+    assert not outbox.add(message(1))
+
+
+def test_tidy_takes_an_explicit_age(outbox: Outbox, clock: FakeClock) -> None:
+    fill(outbox, 1)
+    outbox.mark_sent(outbox.claim(10, 10_000, LEASE))
+    clock.advance(61)
+    assert outbox.tidy(older_than=60) == 1
+    assert outbox.depth().sent == 0
+    assert outbox.file_bytes() > 0
