@@ -136,7 +136,7 @@ class ProfileClient:
         if response.status_code == 200:
             try:
                 body = response.json()
-            except ValueError:
+            except (ValueError, httpx.DecodingError):  # not JSON, or not even decodable
                 raise UpstreamUnavailable(
                     "Segment answered with invalid JSON", request_id=_request_id(response)
                 ) from None

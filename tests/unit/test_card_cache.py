@@ -1,4 +1,4 @@
-"""CardCache's public behaviour on an injected clock: TTL, LRU, single-flight, stale-on-error."""
+"""SingleFlightCache on an injected clock: TTL, LRU, single-flight, stale-on-error."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from connector.errors import (
     RateLimited,
     UpstreamUnavailable,
 )
-from connector.state.cache import Cached, CardCache
+from connector.state.cache import Cached, SingleFlightCache
 from tests.unit.fakes import FakeClock
 
 STALE_FOR = 60.0
@@ -45,12 +45,12 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def cache(clock: FakeClock) -> CardCache[str]:
-    return CardCache(100, clock=clock)
+def cache(clock: FakeClock) -> SingleFlightCache[str]:
+    return SingleFlightCache(100, clock=clock)
 
 
 def get(
-    cache: CardCache[str],
+    cache: SingleFlightCache[str],
     key: str,
     fetch: Callable[[], tuple[str, float]],
     wait: float = WAIT,
@@ -59,7 +59,7 @@ def get(
     return cache.get(key, fetch, STALE_FOR, wait, outdated)
 
 
-def test_a_miss_fetches_and_a_hit_does_not(cache: CardCache[str]) -> None:
+def test_a_miss_fetches_and_a_hit_does_not(cache: SingleFlightCache[str]) -> None:
     fetch = Fetcher()
     first = get(cache, "a", fetch)
     second = get(cache, "a", fetch)
@@ -70,7 +70,7 @@ def test_a_miss_fetches_and_a_hit_does_not(cache: CardCache[str]) -> None:
     assert len(cache) == 1
 
 
-def test_entries_expire_after_their_ttl(cache: CardCache[str], clock: FakeClock) -> None:
+def test_entries_expire_after_their_ttl(cache: SingleFlightCache[str], clock: FakeClock) -> None:
     fetch = Fetcher(ttl=10.0)
     get(cache, "a", fetch)
     clock.advance(9.9)
@@ -85,7 +85,7 @@ def test_entries_expire_after_their_ttl(cache: CardCache[str], clock: FakeClock)
     assert (cache.misses, cache.hits) == (2, 1)
 
 
-def test_each_entry_has_its_own_ttl(cache: CardCache[str], clock: FakeClock) -> None:
+def test_each_entry_has_its_own_ttl(cache: SingleFlightCache[str], clock: FakeClock) -> None:
     short, long = Fetcher("short", ttl=1.0), Fetcher("long", ttl=100.0)
     get(cache, "s", short)
     get(cache, "l", long)
@@ -96,7 +96,7 @@ def test_each_entry_has_its_own_ttl(cache: CardCache[str], clock: FakeClock) -> 
     assert peeked.value == "long"
 
 
-def test_peek_neither_fetches_nor_counts(cache: CardCache[str]) -> None:
+def test_peek_neither_fetches_nor_counts(cache: SingleFlightCache[str]) -> None:
     assert cache.peek("a") is None
     get(cache, "a", Fetcher())
     assert cache.peek("a") is not None
@@ -104,7 +104,7 @@ def test_peek_neither_fetches_nor_counts(cache: CardCache[str]) -> None:
 
 
 def test_the_least_recently_used_entry_is_evicted(clock: FakeClock) -> None:
-    cache: CardCache[str] = CardCache(2, clock=clock)
+    cache: SingleFlightCache[str] = SingleFlightCache(2, clock=clock)
     fetches = {key: Fetcher(key) for key in "abc"}
     get(cache, "a", fetches["a"])
     get(cache, "b", fetches["b"])
@@ -119,7 +119,7 @@ def test_the_least_recently_used_entry_is_evicted(clock: FakeClock) -> None:
     assert fetches["a"].calls == 1
 
 
-def test_forget_and_clear(cache: CardCache[str]) -> None:
+def test_forget_and_clear(cache: SingleFlightCache[str]) -> None:
     fetch = Fetcher()
     for key in "abc":
         get(cache, key, fetch)
@@ -134,7 +134,7 @@ def test_forget_and_clear(cache: CardCache[str]) -> None:
     assert cache.peek("b") is None
 
 
-def test_outdated_forces_a_refetch_of_an_unexpired_entry(cache: CardCache[str]) -> None:
+def test_outdated_forces_a_refetch_of_an_unexpired_entry(cache: SingleFlightCache[str]) -> None:
     fetch = Fetcher()
     get(cache, "a", fetch)
     seen: list[Cached[str]] = []
@@ -155,7 +155,7 @@ def test_outdated_forces_a_refetch_of_an_unexpired_entry(cache: CardCache[str]) 
 
 @pytest.mark.parametrize("error", [UpstreamUnavailable("down"), RateLimited("slow")])
 def test_an_expired_entry_is_served_stale_while_segment_fails(
-    cache: CardCache[str], clock: FakeClock, error: ProfileApiError
+    cache: SingleFlightCache[str], clock: FakeClock, error: ProfileApiError
 ) -> None:
     fetch = Fetcher(ttl=10.0)
     fresh = get(cache, "a", fetch)
@@ -172,7 +172,9 @@ def test_an_expired_entry_is_served_stale_while_segment_fails(
     assert cache.stale_served == 2
 
 
-def test_past_stale_for_the_error_is_raised(cache: CardCache[str], clock: FakeClock) -> None:
+def test_past_stale_for_the_error_is_raised(
+    cache: SingleFlightCache[str], clock: FakeClock
+) -> None:
     fetch = Fetcher(ttl=10.0)
     get(cache, "a", fetch)
     clock.advance(STALE_FOR + 0.1)  # stale_for counts from when the entry was fetched
@@ -182,13 +184,13 @@ def test_past_stale_for_the_error_is_raised(cache: CardCache[str], clock: FakeCl
     assert cache.stale_served == 0
 
 
-def test_no_entry_means_the_error_is_raised(cache: CardCache[str]) -> None:
+def test_no_entry_means_the_error_is_raised(cache: SingleFlightCache[str]) -> None:
     with pytest.raises(RateLimited):
         get(cache, "a", Fetcher(error=RateLimited("slow")))
 
 
 def test_other_errors_are_never_hidden_by_a_stale_entry(
-    cache: CardCache[str], clock: FakeClock
+    cache: SingleFlightCache[str], clock: FakeClock
 ) -> None:
     fetch = Fetcher(ttl=1.0)
     get(cache, "a", fetch)
@@ -199,7 +201,7 @@ def test_other_errors_are_never_hidden_by_a_stale_entry(
     assert cache.stale_served == 0
 
 
-def test_a_failed_fetch_stores_nothing(cache: CardCache[str]) -> None:
+def test_a_failed_fetch_stores_nothing(cache: SingleFlightCache[str]) -> None:
     fetch = Fetcher(error=UpstreamUnavailable("down"))
     with pytest.raises(UpstreamUnavailable):
         get(cache, "a", fetch)
@@ -231,7 +233,7 @@ def run_threads(count: int, target: Callable[[], object]) -> list[threading.Thre
     return threads
 
 
-def test_concurrent_misses_make_one_fetch(cache: CardCache[str]) -> None:
+def test_concurrent_misses_make_one_fetch(cache: SingleFlightCache[str]) -> None:
     count = 20
     fetch = BlockingFetcher()
     arrived = threading.Barrier(count + 1)
@@ -259,7 +261,7 @@ def test_concurrent_misses_make_one_fetch(cache: CardCache[str]) -> None:
     assert cache.misses == 1
 
 
-def test_followers_share_the_leaders_error(cache: CardCache[str]) -> None:
+def test_followers_share_the_leaders_error(cache: SingleFlightCache[str]) -> None:
     fetch = BlockingFetcher(error=AuthenticationFailed("token refused"))
     errors: list[BaseException] = []
 
@@ -282,7 +284,7 @@ def test_followers_share_the_leaders_error(cache: CardCache[str]) -> None:
 
 
 def test_a_follower_that_waits_too_long_gets_the_stale_entry(
-    cache: CardCache[str], clock: FakeClock
+    cache: SingleFlightCache[str], clock: FakeClock
 ) -> None:
     get(cache, "a", Fetcher("old", ttl=1.0))
     clock.advance(2)
@@ -301,7 +303,7 @@ def test_a_follower_that_waits_too_long_gets_the_stale_entry(
 
 
 def test_a_follower_that_waits_too_long_without_an_entry_gets_an_error(
-    cache: CardCache[str],
+    cache: SingleFlightCache[str],
 ) -> None:
     slow = BlockingFetcher("new")
     leader = run_threads(1, lambda: get(cache, "a", slow))
@@ -316,7 +318,9 @@ def test_a_follower_that_waits_too_long_without_an_entry_gets_an_error(
     assert never.calls == 0
 
 
-def test_flights_of_different_keys_do_not_wait_for_each_other(cache: CardCache[str]) -> None:
+def test_flights_of_different_keys_do_not_wait_for_each_other(
+    cache: SingleFlightCache[str],
+) -> None:
     slow = BlockingFetcher("slow")
     leader = run_threads(1, lambda: get(cache, "a", slow))
     assert slow.started.wait(10)

@@ -329,13 +329,6 @@ def test_the_thread_drains_until_stopped(make_rig: Callable[..., Rig]) -> None:
     assert rig.segment.sent_ids() == [["m-0", "m-1", "m-2"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=httpx.DecodingError,
-    reason="_send catches only httpx.TransportError: an answer httpx cannot decode raises "
-    "httpx.DecodingError out of drain_once (the thread's loop logs it; the rows come back when "
-    "their lease ends)",
-)
 def test_an_undecodable_answer_does_not_escape_as_an_httpx_error(
     make_rig: Callable[..., Rig],
 ) -> None:
