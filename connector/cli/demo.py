@@ -22,6 +22,18 @@ from connector.config.errors import ConfigError
 from connector.config.loading import read_connection_file
 from connector.serving.processes import HOST as LOOPBACK
 
+# What the demo passes on to the connector it runs: the signals gunicorn's master handles.
+PASSED_ON = (
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTERM,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+)
+
 
 @click.command()
 @click.option("--port", default=8080, show_default=True, help="The connector's port.")
@@ -93,8 +105,7 @@ def demo(port: int, config_file: Path, sandbox_port: int | None) -> None:
     with stack:
         click.echo(sandbox.printed.rstrip())
         url = f"http://{LOOPBACK}:{port}"
-        # Printed before gunicorn starts, from this thread: a thread still running when gunicorn
-        # forks its workers could hold a lock the workers then wait on forever.
+        # Printed before the connector starts: its log lines come after the examples.
         _print_examples(url, config_file, agent_token, defaults.twilio_auth_token)
         returncode = _serve(config_file, port, environ)
     if returncode:
@@ -147,7 +158,8 @@ def _print_examples(url: str, config_file: Path, agent_token: str, twilio_auth_t
 def _serve(config_file: Path, port: int, environ: dict[str, str]) -> int:
     """`connector serve` on 127.0.0.1:`port` with `environ`, until it exits; its exit status.
 
-    SIGINT and SIGTERM sent to the demo are passed on: it stops as gunicorn stops.
+    The signals gunicorn's master handles are passed on: the demo stops (SIGINT, SIGTERM),
+    reloads (SIGHUP) or changes its workers (SIGTTIN, SIGTTOU) as gunicorn does.
     """
     command = [
         sys.executable,
@@ -174,7 +186,7 @@ def _serve(config_file: Path, port: int, environ: dict[str, str]) -> int:
         else:
             received.append(number)
 
-    for handled in (signal.SIGINT, signal.SIGTERM):
+    for handled in PASSED_ON:
         signal.signal(handled, pass_on)
     sys.stdout.flush()  # what the demo printed comes before what the server prints
     sys.stderr.flush()
