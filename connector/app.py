@@ -40,7 +40,6 @@ from connector.writeback.outbox import LazyOutbox
 from connector.writeback.writer import EventWriter
 
 log = logging.getLogger(__name__)
-LAST_GOOD_ENV = "CONNECTOR_LAST_GOOD"
 # Heroku sets DYNO in every dyno. Its filesystem is ephemeral and not shared between dynos.
 EPHEMERAL_OUTBOX = (
     "write-back is on with the SQLite outbox on a Heroku dyno: its filesystem is ephemeral, so "
@@ -59,8 +58,8 @@ class AppSettings:
     processes: int = field(default_factory=lambda: int(os.environ.get("CONNECTOR_PROCESSES", "1")))
     reload_every: float = 0.25  # 0: check the file on every request, no watcher thread (tests)
     settle: float = SETTLE_SECONDS
-    # The last-good copy the workers of one `connector serve` share (it sets the variable).
-    last_good: Path | None = field(default_factory=lambda: _path_from_env(LAST_GOOD_ENV))
+    # The last-good copy the workers of one `connector serve` share (it makes one).
+    last_good: Path | None = None
 
 
 def create_app(
@@ -115,11 +114,6 @@ def build_services(holder: ConnectionHolder, http: httpx.Client, processes: int)
         drainer=Drainer(outbox, http, holder.current),
         gate=Gate(FlexTokens(http), processes),
     )
-
-
-def _path_from_env(name: str) -> Path | None:
-    value = os.environ.get(name)
-    return Path(value) if value else None
 
 
 def trusted_proxies(connection: Connection) -> int:

@@ -2,16 +2,19 @@
 
 Both are JSON Lines of Segment Spec messages, as sent to the tracking API, so they go through the
 same identity resolution as live traffic. Times are relative to a fixed anchor; the sandbox
-rebases them to "now" at load (`--rebase-time`, implied for the demo data).
+rebases them to "now" at load (`--rebase-time`, implied for the demo data). The demo's people,
+accounts and audiences are data (data/people.toml); this module turns them into messages.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from typing import Any, TextIO
 
 ANCHOR = datetime(2026, 11, 20, 17, 0, tzinfo=UTC)
@@ -32,406 +35,31 @@ class Person:
     channel: str = "voice"
 
 
-# Phone numbers are from ranges reserved for fiction where countries have them (US/CA 555-01xx,
-# UK 07700 900xxx, AU 0491 570xxx) and otherwise well-formed mobile numbers.
-PEOPLE = [
-    Person(
-        "u-ada",
-        "Ada",
-        "Lovelace",
-        "ada@example.com",
-        "+14155550123",
-        "US",
-        "San Francisco",
-        "gold",
-        2021,
-    ),
-    Person(
-        "u-grace",
-        "Grace",
-        "Hopper",
-        "grace.hopper@example.com",
-        "+12125550147",
-        "US",
-        "New York",
-        "platinum",
-        2019,
-    ),
-    Person(
-        "u-alan",
-        "Alan",
-        "Turing",
-        "alan@example.co.uk",
-        "+447700900123",
-        "GB",
-        "Manchester",
-        "silver",
-        2022,
-    ),
-    Person(
-        "u-katherine",
-        "Katherine",
-        "Johnson",
-        "kj@example.com",
-        "+17575550110",
-        "US",
-        "Hampton",
-        "gold",
-        2020,
-    ),
-    Person(
-        "u-linus",
-        "Linus",
-        "Berg",
-        "linus.berg@example.se",
-        "+46701234567",
-        "SE",
-        "Stockholm",
-        "bronze",
-        2024,
-    ),
-    Person(
-        "u-marie",
-        "Marie",
-        "Dubois",
-        "marie.dubois@example.fr",
-        "+33612345678",
-        "FR",
-        "Lyon",
-        "gold",
-        2023,
-    ),
-    Person(
-        "u-hans",
-        "Hans",
-        "Müller",
-        "hans.mueller@example.de",
-        "+4915123456789",
-        "DE",
-        "Berlin",
-        "silver",
-        2021,
-    ),
-    Person(
-        "u-sofia",
-        "Sofía",
-        "García",
-        "sofia.garcia@example.es",
-        "+34612345678",
-        "ES",
-        "Madrid",
-        "bronze",
-        2025,
-    ),
-    Person(
-        "u-joao",
-        "João",
-        "Silva",
-        "joao.silva@example.com.br",
-        "+5511912345678",
-        "BR",
-        "São Paulo",
-        "gold",
-        2022,
-        "whatsapp",
-    ),
-    Person(
-        "u-priya",
-        "Priya",
-        "Sharma",
-        "priya@example.in",
-        "+919876543210",
-        "IN",
-        "Bengaluru",
-        "silver",
-        2023,
-        "whatsapp",
-    ),
-    Person(
-        "u-lucia",
-        "Lucía",
-        "Hernández",
-        "lucia.h@example.mx",
-        "+525512345678",
-        "MX",
-        "Ciudad de México",
-        "bronze",
-        2024,
-        "whatsapp",
-    ),
-    Person(
-        "u-chidi",
-        "Chidi",
-        "Okafor",
-        "chidi@example.ng",
-        "+2348031234567",
-        "NG",
-        "Lagos",
-        "silver",
-        2023,
-        "whatsapp",
-    ),
-    Person(
-        "u-yuki",
-        "Yuki",
-        "Tanaka",
-        "yuki.tanaka@example.jp",
-        "+819012345678",
-        "JP",
-        "Tokyo",
-        "gold",
-        2020,
-    ),
-    Person(
-        "u-wei",
-        "Wei",
-        "Lim",
-        "wei.lim@example.sg",
-        "+6581234567",
-        "SG",
-        "Singapore",
-        "platinum",
-        2018,
-    ),
-    Person(
-        "u-thandi",
-        "Thandi",
-        "Nkosi",
-        "thandi@example.co.za",
-        "+27821234567",
-        "ZA",
-        "Cape Town",
-        "silver",
-        2022,
-        "sms",
-    ),
-    Person(
-        "u-daan",
-        "Daan",
-        "de Vries",
-        "daan@example.nl",
-        "+31612345678",
-        "NL",
-        "Utrecht",
-        "bronze",
-        2025,
-        "sms",
-    ),
-    Person(
-        "u-giulia",
-        "Giulia",
-        "Rossi",
-        "giulia.rossi@example.it",
-        "+393123456789",
-        "IT",
-        "Milano",
-        "gold",
-        2021,
-    ),
-    Person(
-        "u-olivia",
-        "Olivia",
-        "Brown",
-        "olivia.brown@example.com.au",
-        "+61491570156",
-        "AU",
-        "Melbourne",
-        "silver",
-        2023,
-        "sms",
-    ),
-    Person(
-        "u-noah",
-        "Noah",
-        "Tremblay",
-        "noah.t@example.ca",
-        "+14165550142",
-        "CA",
-        "Toronto",
-        "bronze",
-        2024,
-    ),
-    Person(
-        "u-emma",
-        "Emma",
-        "Wilson",
-        "emma.wilson@example.com",
-        None,
-        "US",
-        "Austin",
-        "gold",
-        2022,
-        "email",
-    ),
-    Person(
-        "u-liam",
-        "Liam",
-        "Murphy",
-        "liam.murphy@example.ie",
-        None,
-        "IE",
-        "Dublin",
-        "silver",
-        2023,
-        "email",
-    ),
-    Person(
-        "u-fatima",
-        "Fatima",
-        "Zahra",
-        "Fatima.Zahra@Example.com",
-        None,
-        "MA",
-        "Casablanca",
-        "bronze",
-        2025,
-        "email",
-    ),
-    Person(
-        "u-oscar",
-        "Oscar",
-        "Nilsson",
-        "oscar@example.se",
-        None,
-        "SE",
-        "Göteborg",
-        "gold",
-        2019,
-        "email",
-    ),
-    # Stored in a local format, as messy source data often is: matches only that exact value.
-    Person(
-        "u-ben",
-        "Ben",
-        "Carter",
-        "ben.carter@example.com",
-        "(415) 555-0199",
-        "US",
-        "Oakland",
-        "silver",
-        2024,
-    ),
-]
+PEOPLE_FILE = "data/people.toml"  # the demo's people, accounts and audiences
 
-# Two people sharing a family inbox: two user_ids, one email; Unify must not merge them.
-SHARED_EMAIL = "the.parkers@example.com"
-PARKERS = [
-    Person(
-        "u-peter-parker",
-        "Peter",
-        "Parker",
-        SHARED_EMAIL,
-        "+12015550111",
-        "US",
-        "Queens",
-        "bronze",
-        2024,
-    ),
-    Person(
-        "u-may-parker", "May", "Parker", SHARED_EMAIL, "+12015550112", "US", "Queens", "gold", 2016
-    ),
-]
 
-# Visitors browsing anonymously who identify later; their earlier page views join the profile.
-LATER_IDENTIFIED = [
-    Person(
-        "u-nina",
-        "Nina",
-        "Petrova",
-        "nina.petrova@example.com",
-        "+14155550177",
-        "US",
-        "Seattle",
-        "trial",
-        2026,
-    ),
-    Person(
-        "u-omar",
-        "Omar",
-        "Haddad",
-        "omar.haddad@example.com",
-        "+447700900456",
-        "GB",
-        "London",
-        "trial",
-        2026,
-        "whatsapp",
-    ),
-    Person(
-        "u-rosa",
-        "Rosa",
-        "Lopez",
-        "rosa.lopez@example.com",
-        None,
-        "US",
-        "Miami",
-        "trial",
-        2026,
-        "email",
-    ),
-]
+def _read_people_file() -> dict[str, Any]:
+    text = resources.files("connector.sandbox").joinpath(PEOPLE_FILE).read_text("utf-8")
+    return tomllib.loads(text)
 
-# Customers who used two devices anonymously; identifying on both merges the device profiles.
-TWO_DEVICES = [
-    Person(
-        "u-sam",
-        "Sam",
-        "Rivera",
-        "sam.rivera@example.com",
-        "+13105550188",
-        "US",
-        "Los Angeles",
-        "gold",
-        2020,
-    ),
-    Person(
-        "u-kim",
-        "Kim",
-        "Jisoo",
-        "kim.jisoo@example.kr",
-        "+821012345678",
-        "KR",
-        "Seoul",
-        "silver",
-        2021,
-    ),
-]
 
-ACCOUNTS = {
-    "acct-initech": (
-        {
-            "name": "Initech",
-            "industry": "Software",
-            "plan": "enterprise",
-            "employees": 1200,
-            "account_manager": "Bill Lumbergh",
-        },
-        ["u-ada", "u-grace", "u-katherine", "u-emma"],
-    ),
-    "acct-globex": (
-        {
-            "name": "Globex Corporation",
-            "industry": "Energy",
-            "plan": "business",
-            "employees": 450,
-            "account_manager": "Hank Scorpio",
-        },
-        ["u-alan", "u-hans", "u-marie"],
-    ),
-    "acct-umbrella": (
-        {
-            "name": "Umbrella Retail",
-            "industry": "Retail",
-            "plan": "starter",
-            "employees": 35,
-            "account_manager": "Alice Abernathy",
-        },
-        ["u-wei", "u-yuki"],
-    ),
+def _people(section: str) -> list[Person]:
+    """A list of people; a key left out is None (email, phone) or Person's default (channel)."""
+    return [Person(**{"email": None, "phone": None, **row}) for row in _DATA[section]]
+
+
+_DATA = _read_people_file()
+PEOPLE = _people("people")
+PARKERS = _people("parkers")  # a family inbox: one email, two people not to merge
+LATER_IDENTIFIED = _people("later_identified")  # anonymous first, identified later
+TWO_DEVICES = _people("two_devices")  # two anonymous devices, merged by identifying on both
+ACCOUNTS: dict[str, tuple[dict[str, Any], list[str]]] = {
+    group_id: (account["traits"], account["members"])
+    for group_id, account in _DATA["accounts"].items()
 }
-VIP = {"u-grace", "u-wei", "u-ada", "u-may-parker", "u-joao"}
-CHURN_RISK = {"u-linus", "u-sofia", "u-daan", "u-ben"}
-CART_ABANDONERS = {"u-lucia", "u-alan", "u-emma", "u-nina"}
+AUDIENCES: dict[str, set[str]] = {name: set(ids) for name, ids in _DATA["audiences"].items()}
+SUBSCRIBED = ("u-joao", "u-priya")  # with messaging subscriptions (WhatsApp on, email off)
+
 PRODUCTS = [
     ("sku-kettle", "Owl Kettle", 49.0, "kitchen"),
     ("sku-mug", "Night Owl Mug", 14.5, "kitchen"),
@@ -617,11 +245,7 @@ def _engage(p: Person, clock: _Clock, rng: random.Random) -> Iterator[Message]:
         "favorite_category",
         {"favorite_category": rng.choice(["kitchen", "home", "outdoor"])},
     )
-    for audience, members in (
-        ("vip", VIP),
-        ("churn_risk", CHURN_RISK),
-        ("cart_abandoners", CART_ABANDONERS),
-    ):
+    for audience, members in AUDIENCES.items():
         if p.user_id in members:
             yield _computation(p, clock, "audience", audience, {audience: True})
 
@@ -704,7 +328,7 @@ def _accounts(clock: _Clock) -> Iterator[Message]:
 
 
 def _subscriptions(clock: _Clock) -> Iterator[Message]:
-    for p in (PEOPLE[8], PEOPLE[9]):
+    for p in [person for person in PEOPLE if person.user_id in SUBSCRIBED]:
         yield _identify(
             p,
             clock,

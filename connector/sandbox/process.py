@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO
@@ -25,10 +25,14 @@ class SandboxProcess:
 
 
 @contextmanager
-def sandbox_process(*args: str, port: int = 0) -> Iterator[SandboxProcess]:
-    """Run `connector sandbox --port PORT ARGS...` until the block ends; stop it with SIGTERM."""
+def sandbox_process(
+    *args: str, port: int = 0, env: Mapping[str, str] | None = None
+) -> Iterator[SandboxProcess]:
+    """Run `connector sandbox --port PORT ARGS...` until the block ends; stop it with SIGTERM.
+
+    It runs with `env` (default: this process's environment)."""
     command = [sys.executable, "-m", "connector", "sandbox", "--port", str(port), *args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
     # Output goes to a file, not a pipe: once nobody reads a pipe, a full one blocks the sandbox.
     with (
         tempfile.TemporaryFile("w+", encoding="utf-8") as output,

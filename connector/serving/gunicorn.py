@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from connector.app import LAST_GOOD_ENV, AppSettings, close_app, create_app
+from connector.app import AppSettings, close_app, create_app
 from connector.config.holder import ConnectionHolder
 from connector.config.last_good import LastGood
 from connector.logs import configure_logging, server_log_config
@@ -28,7 +29,9 @@ class ConnectorServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships 
     """gunicorn with the app built in each worker after the fork (never before: no pool is
     shared between processes)."""
 
-    def __init__(self, config: Path, host: str, port: int, workers: int, threads: int) -> None:
+    def __init__(
+        self, settings: AppSettings, host: str, port: int, workers: int, threads: int
+    ) -> None:
         self.options = {
             "bind": f"{host}:{port}",
             "workers": workers,
@@ -47,10 +50,9 @@ class ConnectorServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships 
             # gunicorn 25+ opens a control socket in $HOME: two instances would share it.
             "control_socket_disable": True,
         }
-        # Each worker takes its share of the space's rate budget, and reads this file.
-        os.environ["CONNECTOR_PROCESSES"] = str(workers)
-        os.environ["CONNECTOR_CONFIG"] = str(config)
-        self.config_path = config
+        # What each worker builds its app with (after the fork): the file, the environment it
+        # reads secrets from, its share of the rate budget (one of `workers`), the last-good copy.
+        self.settings = settings
         self.threads = threads
         super().__init__()
 
@@ -61,7 +63,7 @@ class ConnectorServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships 
 
     def load(self) -> WsgiBridge:
         configure_logging()
-        app = create_app(AppSettings(config_path=self.config_path))
+        app = create_app(self.settings)
         return serve_behind_bridge(app, self.threads)
 
 
@@ -76,19 +78,30 @@ def serve_behind_bridge(app: Flask, threads: int) -> WsgiBridge:
     return WsgiBridge(app, limits, on_shutdown=lambda: close_app(app))
 
 
-def serve(config: Path, host: str, port: int, workers: int, threads: int) -> None:
+def serve(
+    config: Path,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    environ: Mapping[str, str] | None = None,
+) -> None:
     """Run until SIGINT/SIGTERM (gunicorn's own handlers stop the workers gracefully).
 
     The connection file is validated here, once, before any worker starts (ConfigError for a bad
     one) and kept as the workers' last-good copy: from then on, a worker that boots while the
     admin's file is bad serves that copy instead of failing to boot and taking gunicorn down.
+    Secrets are read from `environ` (default: this process's environment).
     """
+    environ = dict(os.environ if environ is None else environ)
     _sweep_states_of_dead_servers()
     with tempfile.TemporaryDirectory(prefix=f"{STATE_PREFIX}{os.getpid()}-") as state:
         last_good = Path(state) / "connection.last-good.toml"
-        ConnectionHolder(config, last_good=LastGood(last_good))  # validates, then publishes
-        os.environ[LAST_GOOD_ENV] = str(last_good)
-        ConnectorServer(config, host, port, workers, threads).run()
+        ConnectionHolder(config, environ, last_good=LastGood(last_good))  # validates, publishes
+        settings = AppSettings(
+            config_path=config, environ=environ, processes=workers, last_good=last_good
+        )
+        ConnectorServer(settings, host, port, workers, threads).run()
 
 
 def _sweep_states_of_dead_servers() -> None:
