@@ -265,10 +265,10 @@ def own_sandbox(make_sandbox: SandboxFactory) -> RunningSandbox:
 def test_an_outage_is_served_stale_from_cache(
     make_connector: ConnectorFactory, own_sandbox: RunningSandbox
 ) -> None:
-    connector = make_connector(own_sandbox, card_ttl_seconds=0.2, stale_for_seconds=60)
+    # Cards expire at once (TTLs on a clock are the unit layer's: tests/unit/test_card_cache.py).
+    connector = make_connector(own_sandbox, card_ttl_seconds=0, stale_for_seconds=60)
     fresh = connector.card(**{"from": "+14155550123"}).json()
     assert fresh["freshness"]["stale"] is False
-    time.sleep(0.3)
     own_sandbox.control.set_faults(outage="refuse", seconds=10)
     try:
         started = time.monotonic()
@@ -312,14 +312,13 @@ def test_a_429_storm_is_absorbed(
 def test_a_section_segment_fails_to_give_is_named_and_cached_briefly(
     make_connector: ConnectorFactory, own_sandbox: RunningSandbox
 ) -> None:
-    connector = make_connector(own_sandbox, not_found_ttl_seconds=0.2)
+    connector = make_connector(own_sandbox, not_found_ttl_seconds=0)  # at once: see above
     own_sandbox.control.set_faults(error_rate=1.0, path_contains="/events")
     card = connector.card(**{"from": "+14155550123"}).json()
     assert card["found"] is True and card["events"] == []
     assert card["freshness"]["missing"] == ["events"]
     assert card["traits"] and card["accounts"]  # the rest of the card is there
-    own_sandbox.control.clear_faults()
-    time.sleep(0.3)  # a partial card lives only as long as a "not found"
+    own_sandbox.control.clear_faults()  # a partial card lives only as long as a "not found"
     healed = connector.card(**{"from": "+14155550123"}).json()
     assert healed["events"] and healed["freshness"]["missing"] == []
 
