@@ -1,4 +1,4 @@
-"""The asyncio front (connector.bridge), driven as an ASGI app: no server, no sockets."""
+"""The asyncio front (connector.serving.bridge), driven as an ASGI app: no server, no sockets."""
 
 from __future__ import annotations
 

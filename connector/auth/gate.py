@@ -1,10 +1,11 @@
-"""Who is asking: every route but `/healthz`, the card page's data-free shell and its script (and
-CORS preflights) needs one of
+"""Who is asking: every route that does not declare itself public (connector.auth.policy: the
+health checks, the OpenAPI document, the card page's data-free shell and its script), and every
+request but CORS preflights, needs one of
 
 - an agent's Flex token: `Authorization: Bearer`, or a `Token` field (the Flex convention) in a
   form or JSON body, never in a URL (the CRM container's page posts it from the URL's fragment);
   checked with Twilio, refused for guests and for roles the connection does not allow;
-- Studio's `X-Twilio-Signature` (see connector.studio_auth);
+- Studio's `X-Twilio-Signature` (see connector.auth.studio);
 - Studio's Basic-auth credentials, when the connection names a variable holding them.
 
 Each agent and each flow then has its own lookup rate limit, so a stolen token cannot page

@@ -36,7 +36,7 @@ class ConnectorServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships 
             "bind": f"{host}:{port}",
             "workers": workers,
             # The asyncio worker reads requests whole before they take a thread (see
-            # connector.bridge): slow clients cannot hold the threads that answer lookups.
+            # connector.serving.bridge): slow clients cannot hold the threads that answer lookups.
             "worker_class": "asgi",
             "worker_connections": 4096,
             "timeout": 30,

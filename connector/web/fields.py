@@ -142,7 +142,7 @@ def _values(source: Mapping[str, Any], name: str) -> list[str]:
 
 def arrival() -> float | None:
     """When the request arrived (monotonic), if the server in front recorded it
-    (connector.bridge): a request that waited for a thread has that much less time."""
+    (connector.serving.bridge): a request that waited for a thread has that much less time."""
     arrived = request.environ.get(ARRIVED)
     return arrived if isinstance(arrived, float) else None
 

@@ -3,7 +3,7 @@
 The body is a Segment Spec message (`type`, `event`, `properties`, `traits`, `groupId`,
 `timestamp`, optionally `messageId`); the caller (`from`, `phone`, `email`, `identifier`) and
 Twilio's envelope fields are read and taken out before this schema sees it
-(connector.routes.inputs), so a field it does not know is a typo, refused.
+(connector.web.fields), so a field it does not know is a typo, refused.
 `type: subscriptions` takes the Segment Profiles destination's fields in snake_case and becomes an
 identify call carrying `context.messaging_subscriptions`. Studio's form fields use the same names,
 dotted for nesting (`properties.choice=2`).
