@@ -111,6 +111,8 @@ class ProfileClient:
             if attempt + 1 == self._retry.attempts or pause >= deadline.remaining():
                 break
             self._sleep(pause)
+            if deadline.remaining() <= 0:
+                break  # the pause overran the deadline: Segment's own answer says more
         raise last
 
     def _attempt(

@@ -261,6 +261,30 @@ def test_a_retry_after_longer_than_the_deadline_ends_the_retries(
     assert raised.value.retry_after == 5
 
 
+def test_a_pause_that_overruns_the_deadline_keeps_segments_own_error(
+    http: Callable[[Handler], httpx.Client], clock: FakeClock
+) -> None:
+    """A real sleep overshoots a little: the error raised is still Segment's 503 (with its
+    Request-Id), not a bare "the deadline passed"."""
+    segment = Segment(
+        [segment_error(503, "down", "server_error", **{"Retry-After": "1", "Request-Id": "r-1"})],
+        clock,
+    )
+    client = ProfileClient(
+        http(segment),
+        BASE,
+        SPACE,
+        SecretStr(TOKEN),
+        Budget(),
+        retry=RetryPolicy(attempts=4, base=0.0),
+        sleep=lambda seconds: clock.advance(seconds + 0.01),  # wakes a little late
+    )
+    with pytest.raises(UpstreamUnavailable) as raised:
+        lookup(client, clock, seconds=1.005)
+    assert len(segment.requests) == 1
+    assert raised.value.request_id == "r-1"
+
+
 def test_slow_answers_use_up_the_deadline(
     http: Callable[[Handler], httpx.Client], clock: FakeClock
 ) -> None:
