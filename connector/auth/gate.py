@@ -30,7 +30,7 @@ from connector.auth.flex_tokens import FlexTokens
 from connector.auth.policy import current_policy
 from connector.auth.studio import SIGNATURE_HEADER, basic_auth_valid, signature_valid
 from connector.config.loading import Connection
-from connector.errors import Forbidden, TooManyLookups, Unauthenticated
+from connector.errors import BadRequest, Forbidden, TooManyLookups, Unauthenticated
 from connector.logs import caller_hash
 from connector.state.rates import LocalRateBudget
 
@@ -183,6 +183,10 @@ class OfferedFields:
 
     body: Mapping[str, Any]
 
+    def __post_init__(self) -> None:
+        for name in ("Token", "FlowSid"):  # read or not, a body that sends them sends strings
+            _string(self.body, name)
+
     def brings_credentials(self) -> bool:
         headers = request.headers
         return (
@@ -218,4 +222,6 @@ class OfferedFields:
 
 def _string(source: Mapping[str, Any], name: str) -> str | None:
     value = source.get(name)
-    return value if isinstance(value, str) and value else None
+    if value is not None and not isinstance(value, str):  # a JSON number, list or object
+        raise BadRequest(f"The field {name} must be a string.")
+    return value or None

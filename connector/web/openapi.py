@@ -41,9 +41,11 @@ GATE_FIELDS = {
 def _as_sent(name: str, *models: type[BaseModel]) -> type[BaseModel]:
     """A request body as clients send it: the models' fields plus Twilio's envelope fields,
     which every route accepts (the gate reads Token and FlowSid) and otherwise ignores."""
+    # Fields other than the gate's are ignored whatever their type: a JSON body built from
+    # Studio's variables may carry `{{trigger.message.NumMedia}}` unquoted, a number.
     envelope: dict[str, Any] = {
         field: (
-            str | None,
+            str | None if field in GATE_FIELDS else Any,
             Field(default=None, description=GATE_FIELDS.get(field, "Twilio's; ignored")),
         )
         for field in sorted(ENVELOPE_FIELDS)

@@ -286,6 +286,18 @@ def test_a_token_field_in_a_post_body_is_read(make_rig: MakeRig, form: bool) -> 
     assert rig.upstream.checked() == [AGENT]
 
 
+@pytest.mark.parametrize("field", ["Token", "FlowSid"])
+def test_a_gate_field_that_is_no_string_is_a_400(make_rig: MakeRig, field: str) -> None:
+    """Even beside a valid Bearer token: the body says something the connector cannot read."""
+    rig = make_rig(**{AGENT: Agent()})
+    response: Any = rig.client.post(
+        "/v1/cards", json={**CALLER, field: 12345}, headers={"Authorization": f"Bearer {AGENT}"}
+    )
+    assert response.status_code == 400
+    assert response.json["error"]["message"] == f"The field {field} must be a string."
+    assert rig.upstream.segment == []
+
+
 @pytest.mark.parametrize(
     ("twilio_status", "twilio_down", "code"),
     [
