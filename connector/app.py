@@ -15,6 +15,7 @@ from connector.auth import audit
 from connector.auth.flex_tokens import FlexTokens
 from connector.auth.gate import Gate
 from connector.auth.studio import TrustedProxies
+from connector.cards.profile import profile_from_json, profile_to_json
 from connector.cards.service import CardService
 from connector.config.holder import SETTLE_SECONDS, ConnectionHolder
 from connector.config.last_good import LastGood
@@ -23,6 +24,8 @@ from connector.logs import quiet_libraries
 from connector.segment.api import ProfileApi
 from connector.segment.client import build_http_client
 from connector.segment.probe import ReadinessProbe
+from connector.state.redis import SharedRedis
+from connector.state.shared_tier import Codec, SharedTier
 from connector.web import cards, events, handlers, health, pages
 from connector.web.body_limit import BodyLimit
 from connector.web.fields import MAX_BODY_BYTES, tolerant_body
@@ -81,7 +84,13 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    services = build_services(holder, build_http_client(transport), settings.processes)
+    redis_url = settings.environ.get("REDIS_URL", "").strip()
+    services = build_services(
+        holder,
+        build_http_client(transport),
+        settings.processes,
+        SharedRedis(redis_url) if redis_url else None,
+    )
     app.extensions[EXTENSION] = services
     services.drainer.start()
     app.before_request(lambda: services.gate.admit(connection(), tolerant_body()))
@@ -96,18 +105,24 @@ def create_app(
     return app
 
 
-def build_services(holder: ConnectionHolder, http: httpx.Client, processes: int) -> Services:
+def build_services(
+    holder: ConnectionHolder, http: httpx.Client, processes: int, redis: SharedRedis | None
+) -> Services:
     """The process's shared objects (see connector.web.registry), each built once."""
     api = ProfileApi(http, processes)
     # The outbox is shared by every worker through its file; each worker drains it (rows are
     # leased, so each is sent by one drainer at a time). Opened on first use, when write-back is
     # on: a connection that never writes back leaves no file behind.
     outbox = LazyOutbox(lambda: holder.current().outbox_path)
+    shared_cards = None
+    if redis is not None:
+        shared_cards = SharedTier(redis, "cards", Codec(profile_to_json, profile_from_json))
     return Services(
         holder=holder,
+        redis=redis,
         http=http,
         api=api,
-        cards=CardService(api, outbox.delivered_since),
+        cards=CardService(api, outbox.delivered_since, shared_cards),
         probe=ReadinessProbe(api),
         outbox=outbox,
         events=EventWriter(CallerIdentities(api), outbox),

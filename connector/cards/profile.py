@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -25,3 +25,16 @@ class ProfileData:
     events: list[dict[str, Any]] = field(default_factory=list)
     accounts: list[AccountData] = field(default_factory=list)
     missing: tuple[str, ...] = ()
+
+
+def profile_to_json(data: ProfileData | None) -> Any:
+    """A profile (or "not found") as JSON, for the shared cache tier."""
+    return None if data is None else asdict(data)
+
+
+def profile_from_json(value: Any) -> ProfileData | None:
+    if value is None:
+        return None
+    accounts = [AccountData(**account) for account in value.pop("accounts", [])]
+    missing = tuple(value.pop("missing", ()))
+    return ProfileData(**value, accounts=accounts, missing=missing)

@@ -19,7 +19,7 @@ from connector.errors import ProfileApiError
 from connector.logs import caller_hash
 from connector.segment.api import ProfileApi
 from connector.segment.deadline import Deadline
-from connector.state.cache import Cached, SingleFlightCache
+from connector.state.cache import Cached, SharedTier, SingleFlightCache
 
 log = logging.getLogger(__name__)
 SECTION_THREADS = 32
@@ -34,7 +34,12 @@ class CardAnswer:
 
 
 class CardService:
-    def __init__(self, api: ProfileApi, delivered_since: DeliveredSince | None = None) -> None:
+    def __init__(
+        self,
+        api: ProfileApi,
+        delivered_since: DeliveredSince | None = None,
+        shared: SharedTier[ProfileData | None] | None = None,
+    ) -> None:
         self._api = api
         # An event delivered about a caller makes their card out of date in every worker (the
         # outbox is what workers share).
@@ -42,7 +47,9 @@ class CardService:
         self.executor = ThreadPoolExecutor(SECTION_THREADS, thread_name_prefix="sections")
         # One cache for the life of the process: an edit of the connection file resizes it,
         # never empties it (see `cache_key`).
-        self.cache: SingleFlightCache[ProfileData | None] = SingleFlightCache(1)
+        # With a shared tier (REDIS_URL), every worker and instance reads the cards the others
+        # fetched, and one of them fetches for all.
+        self.cache: SingleFlightCache[ProfileData | None] = SingleFlightCache(1, shared=shared)
         self._fingerprint = ("", "")  # (version, fingerprint) of the connection last seen
 
     def close(self) -> None:

@@ -19,9 +19,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from cachetools import TLRUCache
 
@@ -46,9 +46,35 @@ def _keep_until(_key: str, entry: Cached[Any], _now: float) -> float:
     return entry.keep_until
 
 
+class SharedTier(Protocol[T]):
+    """A second tier shared between processes (connector.state.shared_tier, on Redis)."""
+
+    def load(self, key: str) -> Cached[T] | None: ...
+
+    def store(self, key: str, entry: Cached[T]) -> None: ...
+
+    def forget(self, key: str) -> None: ...
+
+    def lead(self, key: str, seconds: float) -> Callable[[], None] | None: ...
+
+    def wait_for(self, key: str, newer_than: float, within: float) -> Cached[T] | None: ...
+
+
 class SingleFlightCache(Generic[T]):
-    def __init__(self, max_entries: int, clock: Callable[[], float] = time.monotonic) -> None:
+    """In-process entries, with an optional shared tier behind them. With one, an entry lives
+    here at most `local_ttl` seconds (an event delivered about a caller, or a new version of
+    their data, reaches every process within that bound) and is then read from the tier."""
+
+    def __init__(
+        self,
+        max_entries: int,
+        clock: Callable[[], float] = time.monotonic,
+        shared: SharedTier[T] | None = None,
+        local_ttl: float = 2.0,
+    ) -> None:
         self._clock = clock
+        self._shared = shared
+        self._local_ttl = local_ttl
         self._lock = threading.Lock()
         self._entries: TLRUCache[str, Cached[T]] = TLRUCache(max_entries, _keep_until, clock)
         self._flights: dict[str, Future[Cached[T]]] = {}
@@ -104,7 +130,7 @@ class SingleFlightCache(Generic[T]):
                     UpstreamUnavailable("a fetch in flight did not finish in time"),
                 )
         try:
-            result = self._fetch(key, fetch, entry, stale_for)
+            result = self._from_shared_or_fetch(key, fetch, entry, stale_for, wait, outdated)
         except BaseException as error:
             flight.set_exception(error)
             raise
@@ -114,6 +140,38 @@ class SingleFlightCache(Generic[T]):
         finally:
             with self._lock:
                 self._flights.pop(key, None)
+
+    def _from_shared_or_fetch(
+        self,
+        key: str,
+        fetch: Callable[[], tuple[T, float]],
+        previous: Cached[T] | None,
+        stale_for: float,
+        wait: float,
+        outdated: Callable[[Cached[T]], bool] | None,
+    ) -> Cached[T]:
+        """This process's leader: the shared entry if it is fresh, else one fetch for every
+        process (the others wait for it), else our own fetch."""
+        shared = self._shared
+        if shared is None:
+            return self._fetch(key, fetch, previous, stale_for)
+        found = shared.load(key)
+        if found is not None and found.expires > self._clock():
+            if outdated is None or not outdated(found):
+                return self._keep(key, found)
+            found = None  # out of date everywhere: fetch it again
+        previous = previous or found or shared.load(key)
+        release = shared.lead(key, wait)
+        if release is None:  # another process is asking Segment: wait for its answer
+            since = previous.fetched_at.timestamp() if previous else 0.0
+            answered = shared.wait_for(key, since, wait)
+            if answered is not None:
+                return self._keep(key, answered)
+            release = shared.lead(key, wait) or _nothing  # it gave up: ask ourselves
+        try:
+            return self._fetch(key, fetch, previous, stale_for)
+        finally:
+            release()
 
     def _fetch(
         self,
@@ -130,8 +188,18 @@ class SingleFlightCache(Generic[T]):
         entry = Cached(
             value, datetime.now(UTC), now, now + ttl, keep_until=now + max(ttl, stale_for)
         )
+        if self._shared is not None:
+            self._shared.store(key, entry)
+        return self._keep(key, entry)
+
+    def _keep(self, key: str, entry: Cached[T]) -> Cached[T]:
+        """Store an entry here; behind a shared tier, for `local_ttl` at most."""
+        local = entry
+        if self._shared is not None:
+            bound = self._clock() + self._local_ttl
+            local = replace(entry, expires=min(entry.expires, bound))
         with self._lock:
-            self._entries[key] = entry
+            self._entries[key] = local
         return entry
 
     def _stale_or_raise(
@@ -163,6 +231,8 @@ class SingleFlightCache(Generic[T]):
     def forget(self, key: str) -> None:
         with self._lock:
             self._entries.pop(key, None)
+        if self._shared is not None:
+            self._shared.forget(key)
 
     def clear(self) -> None:
         with self._lock:
@@ -172,3 +242,7 @@ class SingleFlightCache(Generic[T]):
         with self._lock:
             self._entries.expire()
             return len(self._entries)
+
+
+def _nothing() -> None:
+    return None

@@ -22,6 +22,7 @@ from connector.config.holder import ConnectionHolder
 from connector.config.loading import Connection
 from connector.segment.api import ProfileApi
 from connector.segment.probe import ReadinessProbe
+from connector.state.redis import SharedRedis
 from connector.writeback.drainer import Drainer
 from connector.writeback.outbox import LazyOutbox
 from connector.writeback.writer import EventWriter
@@ -37,6 +38,7 @@ SNAPSHOT = "connector.connection"  # environ key: the Connection this request is
 class Services:
     holder: ConnectionHolder  # the connection in use, hot-reloaded
     http: httpx.Client  # the process's one pooled client (Segment and Twilio)
+    redis: SharedRedis | None  # what workers and instances share (REDIS_URL), else nothing
     api: ProfileApi  # the Profile API client of the connection's version, and its budget
     cards: CardService
     probe: ReadinessProbe
@@ -51,6 +53,8 @@ class Services:
         self.holder.close()
         self.cards.close()
         self.http.close()
+        if self.redis is not None:
+            self.redis.close()
 
 
 def services_of(app: Flask) -> Services:

@@ -1,0 +1,109 @@
+"""Several instances, each with several workers, sharing one Redis (REDIS_URL): a card fetched
+by one is read by all, and a crowd asking for one caller makes one fetch for the deployment."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from connector.serving.processes import ServedProcess, served_process
+from tests.conftest import RunningSandbox, SandboxFactory, connection_toml, connector_env
+
+# A database of its own: the tests empty it.
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+UNLIMITED = "\n[auth]\nagent_lookups_per_minute = 100000\n"
+CALLERS = [f"+1415555{n:04d}" for n in range(100, 120)]  # the demo's and unknown numbers
+
+
+@pytest.fixture
+def sandbox(make_sandbox: SandboxFactory) -> RunningSandbox:
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    return make_sandbox(data="demo")
+
+
+@contextmanager
+def instances(
+    sandbox: RunningSandbox, tmp_path: Path, count: int, redis_url: str = REDIS_URL
+) -> Iterator[list[ServedProcess]]:
+    """`count` instances of `connector serve`, 2 workers each, in front of one sandbox."""
+    config = tmp_path / "connection.toml"
+    config.write_text(connection_toml(sandbox.url, UNLIMITED), encoding="utf-8")
+    env = {**connector_env(sandbox.url), "REDIS_URL": redis_url}
+    with ExitStack() as stack:
+        yield [
+            stack.enter_context(served_process(config, env, workers=2, threads=64))
+            for _ in range(count)
+        ]
+
+
+@pytest.fixture
+def agent(sandbox: RunningSandbox) -> dict[str, str]:
+    return {"Authorization": f"Bearer {sandbox.control.issue_agent_token()['token']}"}
+
+
+def upstream_requests(sandbox: RunningSandbox) -> int:
+    return int(sandbox.control.stats()["profile_api"]["requests"])
+
+
+def test_a_crowd_on_two_instances_makes_one_fetch_per_section(
+    sandbox: RunningSandbox, agent: dict[str, str], tmp_path: Path
+) -> None:
+    sandbox.control.set_faults(latency_ms=50)  # so that the 200 overlap
+    with instances(sandbox, tmp_path, 2) as served:
+        urls = [s.url for s in served]
+        barrier = threading.Barrier(200)
+        names: list[str] = []
+
+        def look_up(n: int) -> None:
+            with httpx.Client(base_url=urls[n % 2], timeout=15, headers=agent) as client:
+                barrier.wait()
+                card = client.get("/v1/cards", params={"from": "+14155550123"}).json()
+                names.append(card["profile"]["name"])
+
+        threads = [threading.Thread(target=look_up, args=(n,)) for n in range(200)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert names == ["Ada Lovelace"] * 200
+    by_section = sandbox.control.stats()["profile_api"]["by_section"]
+    assert sum(by_section.values()) == 7, by_section  # one request per section, for all four
+
+
+def test_after_one_pass_every_instance_and_worker_is_warm(
+    sandbox: RunningSandbox, agent: dict[str, str], tmp_path: Path
+) -> None:
+    with instances(sandbox, tmp_path, 2) as served:
+        first, second = (httpx.Client(base_url=s.url, timeout=15, headers=agent) for s in served)
+        with first, second:
+            for caller in CALLERS:
+                assert first.get("/v1/cards", params={"from": caller}).status_code == 200
+            cold = upstream_requests(sandbox)
+            assert cold > 0
+            for client in (first, second):
+                for _ in range(4):  # every worker of both instances, whichever answers
+                    for caller in CALLERS:
+                        assert client.get("/v1/cards", params={"from": caller}).status_code == 200
+            assert upstream_requests(sandbox) == cold
+
+
+def test_lookups_go_on_when_redis_is_down(
+    sandbox: RunningSandbox, agent: dict[str, str], tmp_path: Path
+) -> None:
+    with instances(sandbox, tmp_path, 1, redis_url="redis://127.0.0.1:1/0") as (served,):
+        with httpx.Client(base_url=served.url, timeout=15, headers=agent) as client:
+            cards = [client.get("/v1/cards", params={"from": "+14155550123"}) for _ in range(10)]
+        assert [c.status_code for c in cards] == [200] * 10
+        assert cards[-1].json()["profile"]["name"] == "Ada Lovelace"
+        assert "Redis at 127.0.0.1:1 is unavailable" in served.logs()
+
+
+def test_the_tests_redis_is_there() -> None:
+    assert redis.Redis.from_url(REDIS_URL).ping()
