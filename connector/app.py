@@ -109,7 +109,7 @@ def build_services(
     holder: ConnectionHolder, http: httpx.Client, processes: int, redis: SharedRedis | None
 ) -> Services:
     """The process's shared objects (see connector.web.registry), each built once."""
-    api = ProfileApi(http, processes)
+    api = ProfileApi(http, processes, redis)
     # The outbox is shared by every worker through its file; each worker drains it (rows are
     # leased, so each is sent by one drainer at a time). Opened on first use, when write-back is
     # on: a connection that never writes back leaves no file behind.

@@ -107,3 +107,39 @@ def test_lookups_go_on_when_redis_is_down(
 
 def test_the_tests_redis_is_there() -> None:
     assert redis.Redis.from_url(REDIS_URL).ping()
+
+
+def test_a_cold_storm_on_two_instances_keeps_within_the_spaces_rate(
+    make_sandbox: SandboxFactory, tmp_path: Path
+) -> None:
+    """Two instances of two workers, each worker would take half the rate on its own: together
+    they keep to one budget, so Segment (the sandbox, limiting at the same rate) refuses none."""
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    sandbox = make_sandbox(data="demo", rate_limit=20)
+    token = sandbox.control.issue_agent_token()["token"]
+    config = tmp_path / "connection.toml"
+    config.write_text(connection_toml(sandbox.url, UNLIMITED, rate_limit=20), encoding="utf-8")
+    env = {**connector_env(sandbox.url), "REDIS_URL": REDIS_URL}
+    callers = [f"+1650555{n:04d}" for n in range(60)]  # unknown: 1 request each, none cached
+    with ExitStack() as stack:
+        urls = [
+            stack.enter_context(served_process(config, env, workers=2, threads=64)).url
+            for _ in range(2)
+        ]
+        statuses: list[int] = []
+
+        def look_up(n: int) -> None:
+            with httpx.Client(
+                base_url=urls[n % 2], timeout=15, headers={"Authorization": f"Bearer {token}"}
+            ) as client:
+                statuses.append(client.get("/v1/cards", params={"from": callers[n]}).status_code)
+
+        threads = [threading.Thread(target=look_up, args=(n,)) for n in range(len(callers))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    by_status = sandbox.control.stats()["profile_api"]["by_status"]
+    assert by_status.get("429", 0) == 0, by_status
+    assert by_status.get("404", 0) >= len(callers)  # each caller was asked for
+    assert statuses.count(200) >= len(callers) // 2, statuses

@@ -13,14 +13,21 @@ import httpx
 
 from connector.config.loading import Connection
 from connector.segment.client import ProfileClient
-from connector.state.rates import LocalRateBudget
+from connector.state.rates import LocalRateBudget, RateBudget
+from connector.state.redis import SharedRedis
+from connector.state.shared_rates import SharedRateBudget
 
 
 class ProfileApi:
-    def __init__(self, http: httpx.Client, processes: int = 1) -> None:
+    def __init__(
+        self, http: httpx.Client, processes: int = 1, shared: SharedRedis | None = None
+    ) -> None:
         self.http = http
         self.processes = max(1, processes)  # each worker takes its share of the space's rate
-        self.budget = LocalRateBudget(1.0)
+        self.local_budget = LocalRateBudget(1.0)
+        # With Redis, one budget for the deployment, and this share while Redis is down.
+        self.shared_budget = SharedRateBudget(shared, self.local_budget) if shared else None
+        self.budget: RateBudget = self.shared_budget or self.local_budget
         self._lock = threading.Lock()
         self._current: tuple[str, ProfileClient] | None = None
 
@@ -28,7 +35,10 @@ class ProfileApi:
         """The client for this version of the connection (built once per version)."""
         with self._lock:
             if self._current is None or self._current[0] != connection.version:
-                self.budget.set_rate(connection.file.lookup.rate_limit / self.processes)
+                rate = connection.file.lookup.rate_limit
+                self.local_budget.set_rate(rate / self.processes)
+                if self.shared_budget is not None:
+                    self.shared_budget.set_rate(rate)
                 client = ProfileClient(
                     self.http,
                     connection.profile_api_url,

@@ -107,6 +107,9 @@ class ProfileClient:
                 return self._attempt(url, params, deadline)
             except (RateLimited, UpstreamUnavailable) as error:
                 last = error
+                if isinstance(error, RateLimited) and error.retry_after:
+                    # Segment's limit is the space's: every request to it waits, not only ours.
+                    self._budget.back_off(self._space_id, error.retry_after)
             pause = self._retry.delay(attempt, last.retry_after)
             if attempt + 1 == self._retry.attempts or pause >= deadline.remaining():
                 break

@@ -21,6 +21,10 @@ class RateBudget(Protocol):
         """Wait for a slot; False when none comes before the deadline."""
         ...
 
+    def back_off(self, space_id: str, seconds: float) -> None:
+        """Send nothing to the space for `seconds` (Segment answered 429 with Retry-After)."""
+        ...
+
 
 class LocalRateBudget:
     """A token bucket per space, shared by the threads of one process.
@@ -42,6 +46,7 @@ class LocalRateBudget:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._paused_until: dict[str, float] = {}
 
     def set_rate(self, rate: float, burst: float | None = None) -> None:
         """A new rate for every bucket, keeping what they hold (an edit is not a fresh burst)."""
@@ -58,10 +63,18 @@ class LocalRateBudget:
                 return False
             self._sleep(wait)
 
+    def back_off(self, space_id: str, seconds: float) -> None:
+        with self._lock:
+            until = self._clock() + seconds
+            self._paused_until[space_id] = max(until, self._paused_until.get(space_id, 0.0))
+
     def take(self, key: str) -> float:
         """0 when a token was taken from `key`'s bucket, else how long until one is due."""
         with self._lock:
             now = self._clock()
+            paused = self._paused_until.get(key, 0.0) - now
+            if paused > 0:
+                return paused
             tokens, last = self._buckets.get(key, (self.burst, now))
             tokens = min(self.burst, tokens + (now - last) * self.rate)
             if tokens >= 1:

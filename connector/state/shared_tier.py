@@ -52,8 +52,8 @@ class SharedTier(Generic[T]):
         self._sleep = sleep
 
     def load(self, key: str) -> Cached[T] | None:
-        raw = self._shared.call(lambda r: r.get(self._prefix + key), None)
-        if raw is None:
+        raw: object = self._shared.call(lambda r: r.get(self._prefix + key), None)
+        if not isinstance(raw, bytes | str):
             return None
         try:
             return self._decode(json.loads(raw))
@@ -100,7 +100,7 @@ class SharedTier(Generic[T]):
             entry = self.load(key)
             if entry is not None and entry.fetched_at.timestamp() > newer_than:
                 return entry
-            if not self._shared.call(lambda r: r.exists(self._lock_key(key)), 0):
+            if not self._shared.call(lambda r: bool(r.exists(self._lock_key(key))), False):
                 return self.load_newer(key, newer_than)
             self._sleep(min(POLL_EVERY, max(0.0, until - self._clock())))
         return None

@@ -98,3 +98,13 @@ def test_acquire_refuses_without_sleeping_when_the_token_comes_too_late(
     assert not bucket.acquire("spa", Deadline(0.5, clock=clock))
     assert not bucket.acquire("spa", Deadline(1.0, clock=clock))  # due exactly at the deadline
     assert clock.slept == []
+
+
+def test_back_off_pauses_the_key_whatever_it_holds(clock: FakeClock) -> None:
+    bucket = budget(clock, rate=10.0, burst=10.0)
+    bucket.back_off("k", 1.5)
+    assert bucket.take("k") == pytest.approx(1.5)
+    assert bucket.take("other") == 0.0  # another space is not paused
+    bucket.back_off("k", 0.5)  # a shorter pause does not shorten the longer one
+    clock.advance(1.5)
+    assert takes_now(bucket) == 10

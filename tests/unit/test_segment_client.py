@@ -53,10 +53,14 @@ class Budget:
 
     allow: bool = True
     asked: list[str] = field(default_factory=list)
+    paused: list[tuple[str, float]] = field(default_factory=list)
 
     def acquire(self, space_id: str, deadline: rates.Deadline) -> bool:
         self.asked.append(space_id)
         return self.allow
+
+    def back_off(self, space_id: str, seconds: float) -> None:
+        self.paused.append((space_id, seconds))
 
 
 @dataclass
@@ -210,8 +214,10 @@ def test_retry_after_is_the_wait_between_attempts(
         ],
         clock,
     )
-    assert lookup(make_client(http, segment), clock, seconds=10) == {"ok": 1}
+    budget = Budget()
+    assert lookup(make_client(http, segment, budget), clock, seconds=10) == {"ok": 1}
     assert clock.slept == [1.5, 0.25]
+    assert budget.paused == [(SPACE, 1.5)]  # a 429 pauses the space's budget, a 503 does not
 
 
 def test_backoff_without_retry_after_stays_within_the_policy() -> None:
