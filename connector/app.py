@@ -127,7 +127,7 @@ def build_services(
         outbox=outbox,
         events=EventWriter(CallerIdentities(api), outbox),
         drainer=Drainer(outbox, http, holder.current),
-        gate=Gate(FlexTokens(http), processes),
+        gate=Gate(FlexTokens(http, redis), processes, redis),
     )
 
 

@@ -30,11 +30,15 @@ def sandbox(make_sandbox: SandboxFactory) -> RunningSandbox:
 
 @contextmanager
 def instances(
-    sandbox: RunningSandbox, tmp_path: Path, count: int, redis_url: str = REDIS_URL
+    sandbox: RunningSandbox,
+    tmp_path: Path,
+    count: int,
+    redis_url: str = REDIS_URL,
+    auth: str = UNLIMITED,
 ) -> Iterator[list[ServedProcess]]:
     """`count` instances of `connector serve`, 2 workers each, in front of one sandbox."""
     config = tmp_path / "connection.toml"
-    config.write_text(connection_toml(sandbox.url, UNLIMITED), encoding="utf-8")
+    config.write_text(connection_toml(sandbox.url, auth), encoding="utf-8")
     env = {**connector_env(sandbox.url), "REDIS_URL": redis_url}
     with ExitStack() as stack:
         yield [
@@ -143,3 +147,31 @@ def test_a_cold_storm_on_two_instances_keeps_within_the_spaces_rate(
     assert by_status.get("429", 0) == 0, by_status
     assert by_status.get("404", 0) >= len(callers)  # each caller was asked for
     assert statuses.count(200) >= len(callers) // 2, statuses
+
+
+def test_a_token_is_checked_with_twilio_once_for_the_deployment(
+    sandbox: RunningSandbox, agent: dict[str, str], tmp_path: Path
+) -> None:
+    with instances(sandbox, tmp_path, 2) as served:
+        for n in range(24):  # every worker of both instances, whichever answers
+            with httpx.Client(base_url=served[n % 2].url, timeout=15, headers=agent) as client:
+                assert client.get("/v1/cards", params={"from": "+14155550123"}).status_code == 200
+    assert sandbox.control.stats()["twilio"] == {"valid": 1}
+
+
+def test_an_agents_limit_is_the_deployments(
+    sandbox: RunningSandbox, agent: dict[str, str], tmp_path: Path
+) -> None:
+    limits = "\n[auth]\nagent_lookups_per_minute = 10\nfailed_auth_per_minute = 5\n"
+    with instances(sandbox, tmp_path, 2, auth=limits) as served:
+        clients = [httpx.Client(base_url=s.url, timeout=15) for s in served]
+        lookups = [
+            clients[n % 2].get("/v1/cards", params={"from": "+14155550123"}, headers=agent)
+            for n in range(16)
+        ]
+        junk = {"Authorization": "Bearer not-a-token-at-all"}
+        failures = [clients[n % 2].get("/v1/cards", headers=junk) for n in range(10)]
+        for client in clients:
+            client.close()
+    assert [r.status_code for r in lookups] == [200] * 10 + [429] * 6
+    assert [r.status_code for r in failures] == [401] * 5 + [429] * 5

@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,8 @@ import httpx
 from connector.config.secrets import TwilioAccount
 from connector.errors import TwilioRefusedCredentials, TwilioUnavailable, UpstreamUnavailable
 from connector.state.cache import SingleFlightCache
+from connector.state.redis import SharedRedis
+from connector.state.shared_tier import Codec, SharedTier
 from connector.timestamps import parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -49,9 +51,12 @@ class FlexVerdict:
 class FlexTokens:
     """Validates tokens for one process; shares the process's pooled HTTP client."""
 
-    def __init__(self, http: httpx.Client) -> None:
+    def __init__(self, http: httpx.Client, shared: SharedRedis | None = None) -> None:
         self._http = http
-        self._cache: SingleFlightCache[FlexVerdict] = SingleFlightCache(MAX_TOKENS)
+        # With Redis, each token is checked with Twilio once for the deployment, and a refusal
+        # is remembered by every worker. Keyed by a digest: Redis never holds a usable token.
+        tier = SharedTier(shared, "tokens", VERDICT_CODEC) if shared is not None else None
+        self._cache: SingleFlightCache[FlexVerdict] = SingleFlightCache(MAX_TOKENS, shared=tier)
 
     def known_valid(self, token: str, account: TwilioAccount) -> bool:
         """Whether Twilio already said this token is valid (and it has not expired since)."""
@@ -96,6 +101,11 @@ class FlexTokens:
             log.warning("Twilio token check answered HTTP %s", response.status_code)
             raise TwilioUnavailable(UNAVAILABLE)
         return _verdict(response)
+
+
+VERDICT_CODEC: Codec[FlexVerdict] = Codec(
+    asdict, lambda value: FlexVerdict(**{**value, "roles": tuple(value["roles"])})
+)
 
 
 def _key(token: str, account: TwilioAccount) -> str:

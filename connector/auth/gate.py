@@ -33,6 +33,8 @@ from connector.config.loading import Connection
 from connector.errors import BadRequest, Forbidden, TooManyLookups, Unauthenticated
 from connector.logs import caller_hash
 from connector.state.rates import LocalRateBudget
+from connector.state.redis import SharedRedis
+from connector.state.shared_limits import SharedLimits
 
 FLOW_SID = re.compile(r"FW[0-9a-f]{32}")
 
@@ -57,10 +59,16 @@ def current_principal() -> Principal | None:
 class Gate:
     """Admits or refuses each request (a Flask `before_request` hook)."""
 
-    def __init__(self, tokens: FlexTokens, processes: int) -> None:
+    def __init__(
+        self, tokens: FlexTokens, processes: int, shared: SharedRedis | None = None
+    ) -> None:
         self.tokens = tokens
         self.processes = max(1, processes)
         self.failures = FailedAuthentications()
+        # With Redis, the limits are the deployment's (each worker's own share stands in while
+        # Redis is down).
+        self._shared_lookups = SharedLimits(shared, "lookups") if shared else None
+        self._shared_failures = SharedLimits(shared, "failed-auth") if shared else None
         self._lock = threading.Lock()
         self._version = ""
         # Per-minute limits as token buckets, each worker process taking its share; an edit of
@@ -80,11 +88,13 @@ class Gate:
         if route.access == "probe" and not fields.brings_credentials():
             return
         address = request.remote_addr or "unknown"
-        limit = connection.file.auth.failed_auth_per_minute / self.processes
         try:
-            principal = self.identify(connection, fields, self.failures.wait(address, limit))
+            principal = self.identify(connection, fields, self._blocked_for(address, connection))
         except Unauthenticated:
             self.failures.record(address)
+            if self._shared_failures is not None:
+                per_minute = connection.file.auth.failed_auth_per_minute
+                self._shared_failures.take(address, per_minute)
             raise
         g.principal = principal
         if route.customer_data:
@@ -133,10 +143,24 @@ class Gate:
         token = fields.offered_token(credentials)
         return token is not None and self.tokens.known_valid(token, connection.twilio)
 
+    def _blocked_for(self, address: str, connection: Connection) -> float:
+        """Seconds until `address` may try credentials again (0: now)."""
+        per_minute = connection.file.auth.failed_auth_per_minute
+        shared = self._shared_failures
+        wait = shared.wait(address, per_minute) if shared is not None else None
+        if wait is None:
+            wait = self.failures.wait(address, per_minute / self.processes)
+        return wait
+
     def _limit(self, principal: Principal, connection: Connection) -> None:
-        agents, flows = self._budgets(connection)
-        budget = agents if principal.kind == "agent" else flows
-        wait = budget.take(principal.name)
+        auth = connection.file.auth
+        agent = principal.kind == "agent"
+        per_minute = auth.agent_lookups_per_minute if agent else auth.flow_lookups_per_minute
+        shared = self._shared_lookups
+        wait = shared.take(principal.name, per_minute) if shared is not None else None
+        if wait is None:
+            agents, flows = self._budgets(connection)
+            wait = (agents if agent else flows).take(principal.name)
         if wait > 0:
             raise TooManyLookups(
                 f"Too many lookups by this {principal.kind}; try again in {math.ceil(wait)} s.",
