@@ -175,3 +175,25 @@ def test_an_agents_limit_is_the_deployments(
             client.close()
     assert [r.status_code for r in lookups] == [200] * 10 + [429] * 6
     assert [r.status_code for r in failures] == [401] * 5 + [429] * 5
+
+
+def test_readyz_says_which_version_each_instance_serves(
+    sandbox: RunningSandbox, agent: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**connector_env(sandbox.url), "REDIS_URL": REDIS_URL}
+    first, second = tmp_path / "first.toml", tmp_path / "second.toml"
+    first.write_text(connection_toml(sandbox.url, UNLIMITED), encoding="utf-8")
+    edited = connection_toml(sandbox.url, UNLIMITED).replace("Owl Goods (demo)", "Owl (edit)")
+    second.write_text(edited, encoding="utf-8")
+    with ExitStack() as stack:
+        urls = [
+            stack.enter_context(served_process(config, env, workers=2)).url
+            for config in (first, second)
+        ]
+        details = [httpx.get(f"{url}/readyz", headers=agent, timeout=15).json() for url in urls]
+        summary = httpx.get(f"{urls[0]}/readyz", timeout=15).json()
+    shared = details[1]["shared"]
+    assert shared["available"] is True and shared["error"] is None
+    assert set(shared["instances"].values()) == {d["version"] for d in details}
+    assert len(shared["instances"]) == 2 and shared["versions_agree"] is False
+    assert summary == {"ready": True}  # a probe without credentials learns nothing more

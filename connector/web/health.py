@@ -7,10 +7,12 @@ from flask import Blueprint, Response, jsonify
 from connector.auth.gate import current_principal
 from connector.auth.policy import policy
 from connector.segment.probe import Upstream
+from connector.state.instances import InstanceVersions
 from connector.web.models import (
     Health,
     Readiness,
     ReadinessConfig,
+    ReadinessShared,
     ReadinessSummary,
     ReadinessUpstream,
 )
@@ -63,4 +65,22 @@ def _details(upstream: Upstream) -> Readiness:
             code=upstream.code,
         ),
         cache=services().cards.cache_stats(),
+        shared=_shared(current.version),
+    )
+
+
+def _shared(version: str) -> ReadinessShared | None:
+    """Redis's state, and the version each instance serves (this one's noted first)."""
+    redis = services().redis
+    if redis is None:
+        return None
+    versions = InstanceVersions(redis)
+    versions.publish(version)
+    seen = versions.seen() or {}
+    return ReadinessShared(
+        available=redis.available,
+        where=redis.where,
+        error=redis.last_error,
+        instances=seen,
+        versions_agree=len(set(seen.values())) <= 1,
     )

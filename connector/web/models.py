@@ -82,6 +82,16 @@ class ReadinessSummary(_Model):
     ready: bool
 
 
+class ReadinessShared(_Model):
+    """Redis (REDIS_URL), when the deployment shares state through it."""
+
+    available: bool
+    where: str  # host:port
+    error: str | None  # why it is not available (the exception's name)
+    instances: dict[str, str]  # instance (host/master pid) -> the connection version it serves
+    versions_agree: bool
+
+
 class Readiness(_Model):
     ready: bool
     connection: str
@@ -89,3 +99,4 @@ class Readiness(_Model):
     config: ReadinessConfig
     upstream: ReadinessUpstream
     cache: dict[str, int]
+    shared: ReadinessShared | None = None
