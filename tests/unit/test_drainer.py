@@ -89,7 +89,7 @@ def make_rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
         conn = connection(tmp_path, writeback, give_up_after_hours)
         segment = TrackingApi(answer)
         clients.append(httpx.Client(transport=httpx.MockTransport(segment)))
-        lazy = LazyOutbox(lambda: conn.outbox_path, clock)
+        lazy = LazyOutbox.sqlite(lambda: conn.outbox_path, clock)
         drainer = Drainer(lazy, clients[-1], lambda: conn, POLICY, clock)
         drainers.append(drainer)
         return Rig(drainer, Outbox(conn.outbox_path, clock), segment, clock)
@@ -139,7 +139,7 @@ def test_nothing_is_sent_while_writeback_is_off(make_rig: Callable[..., Rig]) ->
 
 def test_a_closed_outbox_is_never_opened_by_the_drainer(tmp_path: Path) -> None:
     conn = connection(tmp_path, writeback=False)
-    lazy = LazyOutbox(lambda: conn.outbox_path)
+    lazy = LazyOutbox.sqlite(lambda: conn.outbox_path)
     with httpx.Client(transport=httpx.MockTransport(TrackingApi())) as http:
         drainer = Drainer(lazy, http, lambda: conn)
         assert drainer.drain_once() == 0
