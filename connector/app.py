@@ -126,7 +126,7 @@ def build_outbox(holder: ConnectionHolder, database: str | None) -> LazyOutbox:
     if database is not None:
         url = database
         log.info("the outbox is in PostgreSQL: %s", redacted(url))
-        return LazyOutbox(lambda: PostgresOutbox(url))
+        return LazyOutbox(lambda: PostgresOutbox(url), backend="postgresql")
     return LazyOutbox.sqlite(lambda: holder.current().outbox_path)
 
 

@@ -55,6 +55,8 @@ def test_events_are_accepted_into_postgresql_and_delivered_once(
     receipts = sandbox.control.stats(detail=True)["tracking"]["receipts"]
     assert all(receipts.get(m) == 1 for m in ids)
     assert box.depth().sent == 40
+    ready = connector.http.get("/readyz").json()
+    assert ready["outbox"] == {"backend": "postgresql", "reachable": True}
 
     config = tmp_path / "shown.toml"
     config.write_text(connection_toml(sandbox.url, WRITEBACK.format(url=sandbox.url)))
@@ -145,3 +147,7 @@ def test_an_unreachable_database_is_a_quick_503_and_lookups_go_on(
     assert card.status_code == 200 and card.json()["found"]
     assert time.monotonic() - started < 3
     assert connector.card(**{"from": CALLERS[1]}).json()["found"]  # a fresh lookup
+    ready = connector.http.get("/readyz")  # with the agent's credentials: the details
+    assert ready.status_code == 200  # Segment answers: lookups are served
+    assert ready.json()["outbox"] == {"backend": "postgresql", "reachable": False}
+    assert httpx.get(f"{connector.url}/readyz").json() == {"ready": True}  # a probe: no details

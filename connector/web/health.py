@@ -6,11 +6,13 @@ from flask import Blueprint, Response, jsonify
 
 from connector.auth.gate import current_principal
 from connector.auth.policy import policy
+from connector.config.loading import Connection
 from connector.segment.probe import Upstream
 from connector.web.models import (
     Health,
     Readiness,
     ReadinessConfig,
+    ReadinessOutbox,
     ReadinessSummary,
     ReadinessUpstream,
 )
@@ -63,4 +65,15 @@ def _details(upstream: Upstream) -> Readiness:
             code=upstream.code,
         ),
         cache=services().cards.cache_stats(),
+        outbox=_outbox(current),
     )
+
+
+def _outbox(current: Connection) -> ReadinessOutbox | None:
+    """Whether the outbox can take events: PostgreSQL is asked (within a second, or at once
+    just after a failure); the SQLite file is not created to answer."""
+    if not current.file.writeback.enabled:
+        return None
+    lazy = services().outbox
+    box = lazy.get() if lazy.backend == "postgresql" else lazy.opened()
+    return ReadinessOutbox(backend=lazy.backend, reachable=box.reachable() if box else None)

@@ -76,6 +76,11 @@ class ReadinessUpstream(_Model):
     code: str | None  # space_not_found, token_refused, upstream_unavailable, ...
 
 
+class ReadinessOutbox(_Model):
+    backend: str  # sqlite | postgresql
+    reachable: bool | None  # None: not opened yet (SQLite makes no file before the first event)
+
+
 class ReadinessSummary(_Model):
     """What a probe without credentials learns: ready or not (the status says it too)."""
 
@@ -89,3 +94,4 @@ class Readiness(_Model):
     config: ReadinessConfig
     upstream: ReadinessUpstream
     cache: dict[str, int]
+    outbox: ReadinessOutbox | None = None  # while write-back is on

@@ -113,6 +113,10 @@ class OutboxStore(Protocol):
 
     def tidy(self, older_than: float = KEEP_SENT_SECONDS) -> int: ...
 
+    def reachable(self) -> bool:
+        """Whether it can take an event now (quickly: for /readyz)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -135,6 +139,9 @@ class Outbox:
     @property
     def location(self) -> str:
         return str(self.path)
+
+    def reachable(self) -> bool:
+        return True  # a local file: a failure to write it is an error, not an outage
 
     def close(self) -> None:
         """Close this thread's connection (each thread's closes with it otherwise)."""
@@ -329,8 +336,9 @@ class LazyOutbox:
     applies at the next restart (meanwhile this file's pending events are still sent).
     """
 
-    def __init__(self, open_store: Callable[[], OutboxStore]) -> None:
+    def __init__(self, open_store: Callable[[], OutboxStore], backend: str = "sqlite") -> None:
         self._open = open_store
+        self.backend = backend  # sqlite | postgresql
         self._lock = threading.Lock()
         self._outbox: OutboxStore | None = None
 

@@ -175,6 +175,13 @@ class PostgresOutbox:
             raise OutboxUnavailable(type(error).__name__) from error
         return found is not None and found[0] is not None
 
+    def reachable(self) -> bool:
+        try:
+            self._run(lambda conn: conn.execute("SELECT 1"), LOOKUP_TIMEOUT)
+        except OutboxUnavailable:
+            return False
+        return True
+
     def add(self, message: Mapping[str, Any], subject: str | None = None) -> bool:
         """Commit a message about `subject`; False when its messageId is already here."""
         body = encode_message(message)
