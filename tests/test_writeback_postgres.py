@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -151,3 +152,43 @@ def test_an_unreachable_database_is_a_quick_503_and_lookups_go_on(
     assert ready.status_code == 200  # Segment answers: lookups are served
     assert ready.json()["outbox"] == {"backend": "postgresql", "reachable": False}
     assert httpx.get(f"{connector.url}/readyz").json() == {"ready": True}  # a probe: no details
+
+
+def test_outbox_command_reads_database_url_and_hides_its_password(
+    database_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "connection.toml"
+    config.write_text(connection_toml("http://127.0.0.1:9", "\n[writeback]\nenabled = true\n"))
+    parts = urlsplit(database_url)
+    if parts.password is None:  # trust authentication ignores a password: give it one to hide
+        host = parts.netloc.rpartition("@")[2]
+        database_url = urlunsplit(parts._replace(netloc=f"{parts.username}:s3cret@{host}"))
+    secret = urlsplit(database_url).password or ""
+
+    def outbox(*args: str) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "SEGMENT_WRITE_KEY"}
+        result = subprocess.run(
+            [*CONNECTOR, "outbox", "--config", str(config), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+            env={**env, "DATABASE_URL": database_url},
+        )
+        assert result.returncode == 0, result.stderr
+        assert secret not in result.stdout + result.stderr
+        return result.stdout
+
+    assert "no outbox in postgresql://" in outbox()  # looking creates no table
+    box = PostgresOutbox(database_url)
+    try:
+        for n in range(3):
+            box.add({"type": "track", "userId": "u", "event": "E", "messageId": f"m{n}"})
+        box.park(box.claim(10, 10**6, lease=60)[:2], "refused by Segment: too big")
+        shown = outbox()
+        assert ":***@" in shown and "1 pending" in shown and "2 dead" in shown
+        assert "dead m0: refused by Segment" in shown
+        assert "2 dead letter(s) back in line" in outbox("--retry-dead")
+        assert box.depth().pending == 3
+    finally:
+        box.close()

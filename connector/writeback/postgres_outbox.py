@@ -81,11 +81,14 @@ def database_url(environ: Mapping[str, str]) -> str | None:
 def redacted(url: str) -> str:
     """The URL without its password, for logs and people."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if parts.password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    query = "&".join(
+        "password=***" if field.lower().startswith("password=") else field
+        for field in parts.query.split("&")
+    )
+    return urlunsplit(parts._replace(query=query))
 
 
 class PostgresOutbox:

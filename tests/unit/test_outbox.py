@@ -373,3 +373,6 @@ def test_database_url_chooses_postgresql(given: str, expected: str | None) -> No
 def test_the_password_is_never_shown() -> None:
     assert redacted("postgresql://u:s3cret@h:5432/d") == "postgresql://u:***@h:5432/d"
     assert redacted("postgresql://u@h/d") == "postgresql://u@h/d"
+    assert redacted("postgresql://h/d?sslmode=require&password=s3cret") == (
+        "postgresql://h/d?sslmode=require&password=***"
+    )
