@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -75,7 +76,14 @@ class TcpProxy:
         return with_port(self._target_url, self.port)
 
     def restore(self) -> TcpProxy:
-        listener = socket.create_server(("127.0.0.1", self.port))
+        for _ in range(50):  # the old listener's port, once the kernel lets it go
+            try:
+                listener = socket.create_server(("127.0.0.1", self.port))
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError(f"port {self.port} did not come free")
         self.port = listener.getsockname()[1]
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
@@ -84,6 +92,8 @@ class TcpProxy:
     def cut(self) -> None:
         with self._lock:
             if self._listener is not None:
+                with suppress(OSError):  # wakes the thread blocked in accept(), which close()
+                    self._listener.shutdown(socket.SHUT_RDWR)  # alone would leave listening
                 self._listener.close()
                 self._listener = None
             for sock in self._sockets:
