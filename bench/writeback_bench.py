@@ -1,13 +1,14 @@
 """Write-back throughput: events/s accepted into the outbox, and delivered to Segment.
 
-    python -m bench.writeback_bench --events 3000 --concurrency 16
+    python -m bench.writeback_bench --events 3000 --concurrency 16 [--database-url URL]
 
-The connector runs under gunicorn (`connector serve`, 2 workers, each with a drainer thread)
-against a `connector sandbox` process. Phase 1 holds delivery back (the sandbox's tracking API
-answers 503) and measures acceptance alone: each POST /v1/events identifies the caller through the
-Profile API, then commits to the SQLite outbox. Phase 2 lets delivery through, makes every held
-event due at once (`connector outbox --retry-now`), and measures how fast the drainers empty the
-outbox into /v1/batch.
+The connector runs under gunicorn (`connector serve`, 2 workers, each with a drainer thread) against
+a `connector sandbox` process. Phase 1 holds delivery back (the sandbox's tracking API answers 503)
+and measures acceptance alone: each POST /v1/events identifies the caller through the Profile API,
+then commits to the SQLite outbox (or, with `--database-url`, to the PostgreSQL one: give it a
+database or schema of its own, e.g. `?options=-c%20search_path%3Dbench`). Phase 2 lets delivery
+through, makes every held event due at once (`connector outbox --retry-now`), and measures how fast
+the drainers empty the outbox into /v1/batch.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from connector.sandbox.control_client import SandboxControl
 from connector.sandbox.core import SandboxConfig
 from connector.sandbox.process import sandbox_process
 from connector.serving.processes import served_process
-from connector.writeback.outbox import Outbox
+from connector.writeback.outbox import Outbox, OutboxStore
+from connector.writeback.postgres_outbox import PostgresOutbox
 
 TOKEN, WRITE_KEY, SPACE = "bench-token", "bench-write-key", "spa_bench"
 SANDBOX = SandboxConfig()  # its Twilio account checks the benchmark agent's Flex token
@@ -81,6 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--database-url", help="the outbox in this PostgreSQL (DATABASE_URL)")
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -100,12 +103,15 @@ def main() -> None:
         control = SandboxControl(sandbox.url)
         config = Path(tmp) / "connection.toml"
         config.write_text(CONFIG.replace("{url}", sandbox.url), encoding="utf-8")
-        outbox = Outbox(Path(tmp) / "outbox.sqlite")
+        outbox: OutboxStore = Outbox(Path(tmp) / "outbox.sqlite")
         env = {
             "SEGMENT_PROFILE_API_TOKEN": TOKEN,
             "SEGMENT_WRITE_KEY": WRITE_KEY,
             **SANDBOX.twilio_environment(sandbox.url),
         }
+        if args.database_url:
+            outbox = PostgresOutbox(args.database_url)
+            env["DATABASE_URL"] = args.database_url
         agent = control.issue_agent_token()["token"]
         with served_process(config, env, workers=2, threads=32) as served:
             url = served.url
@@ -123,7 +129,7 @@ def main() -> None:
     p = percentiles(latencies)
     print(
         f"\n{args.events} events from {args.concurrency} concurrent clients; connector under "
-        f"gunicorn, 2 workers\n"
+        f"gunicorn, 2 workers; outbox {outbox.location}\n"
     )
     print(
         table(

@@ -40,6 +40,7 @@ from connector.web.registry import (
 from connector.writeback.drainer import Drainer
 from connector.writeback.identity import CallerIdentities
 from connector.writeback.outbox import LazyOutbox
+from connector.writeback.postgres_outbox import PostgresOutbox, database_url, redacted
 from connector.writeback.writer import EventWriter
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,8 @@ log = logging.getLogger(__name__)
 EPHEMERAL_OUTBOX = (
     "write-back is on with the SQLite outbox on a Heroku dyno: its filesystem is ephemeral, so "
     "events not yet delivered are lost at every dyno restart (at least daily), and each dyno "
-    "has its own outbox. Keep [writeback] enabled = false on Heroku until the shared PostgreSQL "
-    "outbox exists."
+    "has its own outbox. Attach Heroku Postgres (DATABASE_URL) to keep the outbox in PostgreSQL, "
+    "or keep [writeback] enabled = false on Heroku."
 )
 
 
@@ -79,7 +80,8 @@ def create_app(
         last_good=LastGood(settings.last_good) if settings.last_good else None,
     )
     holder.watch()
-    if settings.environ.get("DYNO") and holder.current().file.writeback.enabled:
+    database = database_url(settings.environ)
+    if settings.environ.get("DYNO") and holder.current().file.writeback.enabled and not database:
         log.warning(EPHEMERAL_OUTBOX)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -90,6 +92,7 @@ def create_app(
         build_http_client(transport),
         settings.processes,
         SharedRedis(redis_url) if redis_url else None,
+        database,
     )
     app.extensions[EXTENSION] = services
     services.drainer.start()
@@ -106,14 +109,15 @@ def create_app(
 
 
 def build_services(
-    holder: ConnectionHolder, http: httpx.Client, processes: int, redis: SharedRedis | None
+    holder: ConnectionHolder,
+    http: httpx.Client,
+    processes: int,
+    redis: SharedRedis | None = None,
+    database: str | None = None,
 ) -> Services:
     """The process's shared objects (see connector.web.registry), each built once."""
     api = ProfileApi(http, processes, redis)
-    # The outbox is shared by every worker through its file; each worker drains it (rows are
-    # leased, so each is sent by one drainer at a time). Opened on first use, when write-back is
-    # on: a connection that never writes back leaves no file behind.
-    outbox = LazyOutbox(lambda: holder.current().outbox_path)
+    outbox = build_outbox(holder, database)
     shared_cards = None
     if redis is not None:
         shared_cards = SharedTier(redis, "cards", Codec(profile_to_json, profile_from_json))
@@ -129,6 +133,19 @@ def build_services(
         drainer=Drainer(outbox, http, holder.current),
         gate=Gate(FlexTokens(http, redis), processes, redis),
     )
+
+
+def build_outbox(holder: ConnectionHolder, database: str | None) -> LazyOutbox:
+    """The outbox every worker shares: PostgreSQL's table when `database` (DATABASE_URL) names
+    one, shared by every instance too; else the SQLite file the connection names. Each worker
+    drains it (rows are leased, so each is sent by one drainer at a time). Opened on first use,
+    when write-back is on: a connection that never writes back leaves no file (or pool) behind.
+    """
+    if database is not None:
+        url = database
+        log.info("the outbox is in PostgreSQL: %s", redacted(url))
+        return LazyOutbox(lambda: PostgresOutbox(url), backend="postgresql")
+    return LazyOutbox.sqlite(lambda: holder.current().outbox_path)
 
 
 def trusted_proxies(connection: Connection) -> int:

@@ -7,6 +7,7 @@ ConnectorError                      status, code, message
 ├── NotFound                        404 not_found (an event's caller is no one Segment knows)
 ├── UnsupportedMediaType            415 invalid_request_error (a body neither form nor JSON)
 ├── TooManyLookups                  429 rate_limit_error (one agent's or flow's lookup limit)
+├── OutboxUnavailable               503 outbox_unavailable (the outbox's database cannot be reached)
 ├── TwilioUnavailable               503 auth_unavailable (Twilio could not check a Flex token)
 │   └── TwilioRefusedCredentials        (Twilio refused our account SID and auth token)
 └── ProfileApiError                 Segment's answer, with its Request-Id
@@ -178,6 +179,18 @@ class TooManyLookups(ConnectorError):
         response = super().response()
         response.headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
         return response
+
+
+class OutboxUnavailable(ConnectorError):
+    """The outbox's database (PostgreSQL) did not answer in time: the event was not recorded."""
+
+    status = 503
+    code = "outbox_unavailable"
+    public_message = "The outbox database cannot be reached; the event was not recorded, retry it."
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(self.public_message)
+        self.detail = detail  # for our logs: what failed (never the database's URL)
 
 
 class TwilioUnavailable(ConnectorError):

@@ -20,7 +20,10 @@ from connector.app import AppSettings, close_app, create_app
 from connector.sandbox import Sandbox, SandboxConfig, SandboxServer
 from connector.sandbox.control_client import SandboxControl
 from connector.serving.loopback import LoopbackServer
+from connector.writeback.outbox import Outbox, OutboxStore
+from connector.writeback.postgres_outbox import PostgresOutbox
 from tests.browser import CHROMIUM, launch
+from tests.postgres import fresh_schema
 
 SPACE = "spa_test"
 TOKEN = "test-profile-token"
@@ -207,6 +210,42 @@ def make_connector(tmp_path: Path) -> Iterator[ConnectorFactory]:
 def connector(make_connector: ConnectorFactory, demo: RunningSandbox) -> RunningConnector:
     """A connector in front of the module's shared demo sandbox."""
     return make_connector(demo)
+
+
+# --- the outbox's two backends -------------------------------------------------------------------
+
+# Opens the test's outbox (each call: another opener of the same one, as another process would).
+OpenOutbox = Callable[[Callable[[], float]], OutboxStore]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def open_outbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenOutbox]:
+    """Every outbox test runs on SQLite in tmp_path and on PostgreSQL in a schema of its own."""
+    opened: list[OutboxStore] = []
+    if request.param == "sqlite":
+
+        def sqlite(clock: Callable[[], float]) -> OutboxStore:
+            opened.append(Outbox(tmp_path / "state" / "outbox.sqlite", clock=clock))
+            return opened[-1]
+
+        yield sqlite
+    else:
+        with fresh_schema() as url:
+
+            def postgresql(clock: Callable[[], float]) -> OutboxStore:
+                opened.append(PostgresOutbox(url, clock=clock))
+                return opened[-1]
+
+            yield postgresql
+            for box in opened:
+                box.close()
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    """A PostgreSQL URL of a schema of this test's own, for connectors (DATABASE_URL)."""
+    with fresh_schema() as url:
+        yield url
 
 
 # --- headless Chromium (the card page, the README's browser recipes) -----------------------------

@@ -99,11 +99,12 @@ def test_the_procfile_web_command_serves_the_connection_file_connector_config_na
 
 
 @pytest.mark.parametrize(
-    ("dyno", "writeback", "warned"),
+    ("dyno", "writeback", "database", "warned"),
     [
-        ("web.1", True, True),
-        ("web.1", False, False),
-        (None, True, False),
+        ("web.1", True, None, True),
+        ("web.1", False, None, False),
+        (None, True, None, False),
+        ("web.1", True, "postgres://u:secret@127.0.0.1:9/d", False),  # the outbox is shared
     ],
 )
 def test_write_back_on_a_heroku_dyno_is_warned_about_at_start(
@@ -111,6 +112,7 @@ def test_write_back_on_a_heroku_dyno_is_warned_about_at_start(
     caplog: pytest.LogCaptureFixture,
     dyno: str | None,
     writeback: bool,
+    database: str | None,
     warned: bool,
 ) -> None:
     upstream = "http://127.0.0.1:9"  # never called while the app is built
@@ -118,7 +120,12 @@ def test_write_back_on_a_heroku_dyno_is_warned_about_at_start(
     config = tmp_path / "connection.toml"
     config.write_text(connection_toml(upstream, extra), encoding="utf-8")
     environ = {**connector_env(upstream), **({"DYNO": dyno} if dyno else {})}
-    with caplog.at_level(logging.WARNING, logger="connector.app"):
+    if database:
+        environ["DATABASE_URL"] = database
+    with caplog.at_level(logging.INFO, logger="connector"):
         app = create_app(AppSettings(config_path=config, environ=environ))
     close_app(app)
     assert (EPHEMERAL_OUTBOX in caplog.messages) is warned
+    assert "secret" not in caplog.text  # the database's password is never logged
+    if database:
+        assert "the outbox is in PostgreSQL: postgresql://u:***@127.0.0.1:9/d" in caplog.messages

@@ -15,7 +15,7 @@ import pytest
 from connector.config.loading import load_connection
 from connector.web.registry import services_of
 from connector.writeback.drainer import TIDY_EVERY_SECONDS, Drainer
-from connector.writeback.outbox import KEEP_SENT_SECONDS, Depth, LazyOutbox, Outbox
+from connector.writeback.outbox import KEEP_SENT_SECONDS, Depth, LazyOutbox, Outbox, OutboxStore
 from tests.conftest import (
     TOKEN,
     ConnectorFactory,
@@ -56,9 +56,15 @@ def connector(make_connector: ConnectorFactory, sandbox: RunningSandbox) -> Runn
     return make_connector(sandbox, extra, env={"STUDIO_BASIC_AUTH": ":".join(STUDIO)})
 
 
-def outbox(connector: RunningConnector) -> Outbox:
+def outbox(connector: RunningConnector) -> OutboxStore:
     lazy: LazyOutbox = services_of(connector.app).outbox
     return lazy.get()
+
+
+def sqlite_outbox(connector: RunningConnector) -> Outbox:
+    box = outbox(connector)
+    assert isinstance(box, Outbox)
+    return box
 
 
 def drained(connector: RunningConnector, within: float = 20.0) -> None:
@@ -508,7 +514,7 @@ def test_an_event_past_the_give_up_age_is_parked_not_sent(
     connector: RunningConnector, sandbox: RunningSandbox
 ) -> None:
     then = time.time() - 21 * 3600  # past the default 20 h, inside Segment's 24 h window
-    late = Outbox(outbox(connector).path, clock=lambda: then)
+    late = Outbox(sqlite_outbox(connector).path, clock=lambda: then)
     assert late.add({"type": "track", "userId": "u-ada", "event": "Late", "messageId": "late-1"})
     drained(connector)
     assert "late-1" not in sandbox.control.stats(detail=True)["tracking"]["receipts"]
@@ -555,8 +561,8 @@ def test_the_outbox_shrinks_back_once_sent_events_are_past_their_keeping_time(
     config.write_text(connection_toml(sandbox.url, writeback), encoding="utf-8")
     connection = load_connection(config, connector_env(sandbox.url))
     now = [time.time()]
-    lazy = LazyOutbox(lambda: connection.outbox_path, clock=lambda: now[0])
-    box = lazy.get()
+    box = Outbox(connection.outbox_path, clock=lambda: now[0])
+    lazy = LazyOutbox(lambda: box)
     wal = box.path.with_name(box.path.name + "-wal")
     for n in range(2000):
         message = {"type": "track", "userId": f"u{n % 7}", "event": "Bulk", "messageId": f"b{n}"}

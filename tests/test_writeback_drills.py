@@ -19,11 +19,19 @@ from tests.conftest import SandboxFactory, connection_toml, connector_env
 CONNECTOR = [sys.executable, "-m", "connector"]
 CALLERS = ["+14155550123", "+447700900123", "+33612345678", "+819012345678"]
 STUDIO = ("studio", "drill-password")  # a Studio flow writes the events, with Basic auth
+NOT_PASSED = {"SEGMENT_WRITE_KEY", "DATABASE_URL"}  # no secret needed; the SQLite outbox
 FLOW_AUTH = '\n[auth]\nstudio_basic_auth_env = "STUDIO_BASIC_AUTH"\n'
 
 
-def start_serve(config: Path, port: int, sandbox_url: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **connector_env(sandbox_url), "STUDIO_BASIC_AUTH": ":".join(STUDIO)}
+def start_serve(
+    config: Path, port: int, sandbox_url: str, database: str | None = None
+) -> subprocess.Popen[bytes]:
+    """`connector serve` with 2 workers; its outbox in PostgreSQL when `database` is given (the
+    test environment's own DATABASE_URL, if any, is not passed on)."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(connector_env(sandbox_url), STUDIO_BASIC_AUTH=":".join(STUDIO))
+    if database is not None:
+        env["DATABASE_URL"] = database
     process = subprocess.Popen(
         [
             *CONNECTOR,
@@ -132,7 +140,11 @@ def test_outbox_command_shows_and_settles_dead_letters(tmp_path: Path) -> None:
             text=True,
             check=True,
             timeout=30,
-            env={k: v for k, v in os.environ.items() if k != "SEGMENT_WRITE_KEY"},
+            env={
+                k: v
+                for k, v in os.environ.items()
+                if k not in {"SEGMENT_WRITE_KEY", "DATABASE_URL"}
+            },
         )  # no secret needed
         return result.stdout
 
@@ -162,6 +174,7 @@ def test_outbox_command_creates_no_outbox(tmp_path: Path) -> None:
         text=True,
         check=True,
         timeout=30,
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
     ).stdout
     assert f"no outbox at {tmp_path / 'outbox.sqlite'} (write-back off)" in shown
     assert list(tmp_path.glob("*.sqlite*")) == []

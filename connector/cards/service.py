@@ -15,7 +15,7 @@ from connector.cards.lookup import ProfileLookup
 from connector.cards.models import ProfileCard
 from connector.cards.profile import ProfileData
 from connector.config.loading import Connection
-from connector.errors import ProfileApiError
+from connector.errors import OutboxUnavailable, ProfileApiError
 from connector.logs import caller_hash
 from connector.segment.api import ProfileApi
 from connector.segment.deadline import Deadline
@@ -93,7 +93,10 @@ class CardService:
             delivered = self._delivered_since
             if delivered is None or not connection.file.writeback.enabled:
                 return False  # nothing is written back: no read of the outbox on a cache hit
-            return delivered(address.cache_key, entry.fetched_at.timestamp())
+            try:
+                return delivered(address.cache_key, entry.fetched_at.timestamp())
+            except OutboxUnavailable:  # the outbox's database is down: the lookup goes on
+                return False  # (nothing is being delivered while it is down either)
 
         started = time.monotonic()
         try:

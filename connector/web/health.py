@@ -6,12 +6,14 @@ from flask import Blueprint, Response, jsonify
 
 from connector.auth.gate import current_principal
 from connector.auth.policy import policy
+from connector.config.loading import Connection
 from connector.segment.probe import Upstream
 from connector.state.instances import InstanceVersions
 from connector.web.models import (
     Health,
     Readiness,
     ReadinessConfig,
+    ReadinessOutbox,
     ReadinessShared,
     ReadinessSummary,
     ReadinessUpstream,
@@ -66,6 +68,7 @@ def _details(upstream: Upstream) -> Readiness:
         ),
         cache=services().cards.cache_stats(),
         shared=_shared(current.version),
+        outbox=_outbox(current),
     )
 
 
@@ -84,3 +87,13 @@ def _shared(version: str) -> ReadinessShared | None:
         instances=seen,
         versions_agree=len(set(seen.values())) <= 1,
     )
+
+
+def _outbox(current: Connection) -> ReadinessOutbox | None:
+    """Whether the outbox can take events: PostgreSQL is asked (within a second, or at once
+    just after a failure); the SQLite file is not created to answer."""
+    if not current.file.writeback.enabled:
+        return None
+    lazy = services().outbox
+    box = lazy.get() if lazy.backend == "postgresql" else lazy.opened()
+    return ReadinessOutbox(backend=lazy.backend, reachable=box.reachable() if box else None)

@@ -76,6 +76,11 @@ class ReadinessUpstream(_Model):
     code: str | None  # space_not_found, token_refused, upstream_unavailable, ...
 
 
+class ReadinessOutbox(_Model):
+    backend: str  # sqlite | postgresql
+    reachable: bool | None  # None: not opened yet (SQLite makes no file before the first event)
+
+
 class ReadinessSummary(_Model):
     """What a probe without credentials learns: ready or not (the status says it too)."""
 
@@ -100,3 +105,4 @@ class Readiness(_Model):
     upstream: ReadinessUpstream
     cache: dict[str, int]
     shared: ReadinessShared | None = None
+    outbox: ReadinessOutbox | None = None  # while write-back is on

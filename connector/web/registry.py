@@ -50,6 +50,7 @@ class Services:
     def close(self) -> None:
         """Stop the threads and release the pooled client, the last user of it last."""
         self.drainer.stop()
+        self.outbox.close()
         self.holder.close()
         self.cards.close()
         self.http.close()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import httpx
 
 from connector.config.loading import Connection
+from connector.errors import OutboxUnavailable
 from connector.segment.responses import error_message, retry_after
 from connector.writeback.outbox import LazyOutbox, Row
 
@@ -31,6 +32,7 @@ SEND_TIMEOUT = httpx.Timeout(10.0, connect=2.0)
 # take a write lock for milliseconds: once a minute keeps the files near their working size
 # without getting in the way of events being accepted.
 TIDY_EVERY_SECONDS = 60.0
+UNAVAILABLE_PAUSE = 2.0  # the outbox's database is down: ask again after this (and the idle)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,10 @@ class Drainer:
             try:
                 handled = self.drain_once()
                 self.tidy_if_due()
+            except OutboxUnavailable as error:  # logged by the outbox; back when the database is
+                log.warning("outbox drain paused: %s", error.detail)
+                handled = 0
+                self._stop.wait(UNAVAILABLE_PAUSE)
             except Exception:  # a drainer that dies silently would lose nothing but deliver nothing
                 log.exception("outbox drain failed; trying again")
                 handled = 0

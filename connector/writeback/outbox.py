@@ -1,4 +1,6 @@
-"""The durable outbox of events for Segment: SQLite in WAL mode, shared by every worker process.
+"""The durable outbox of events for Segment: what every backend does (`OutboxStore`), and the
+embedded one, SQLite in WAL mode, shared by every worker process of one machine. The shared one,
+for several instances, is PostgreSQL (connector.writeback.postgres_outbox).
 
 An accepted event is committed here before the API answers 202. Drainers claim rows with a lease
 (so each row is being sent by one drainer at a time, and a crashed drainer's rows come back when
@@ -15,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -73,6 +75,51 @@ class Depth:
     dead: int
 
 
+class OutboxStore(Protocol):
+    """What the writer, the drainer, the card service and `connector outbox` ask of an outbox.
+
+    Times are epoch seconds from the backend's injected clock. A backend that cannot reach its
+    storage raises connector.errors.OutboxUnavailable.
+    """
+
+    @property
+    def location(self) -> str:
+        """Where it is, for people (a path; a database URL without its password)."""
+        ...
+
+    def add(self, message: Mapping[str, Any], subject: str | None = None) -> bool: ...
+
+    def delivered_since(self, subject: str, moment: float) -> bool: ...
+
+    def claim(self, max_messages: int, max_bytes: int, lease: float) -> list[Row]: ...
+
+    def mark_sent(self, rows: Sequence[Row]) -> None: ...
+
+    def retry_later(self, rows: Sequence[Row], delay: float, error: str) -> None: ...
+
+    def park(self, rows: Sequence[Row], reason: str) -> None: ...
+
+    def depth(self) -> Depth: ...
+
+    def dead_letters(self, limit: int = 100) -> list[tuple[str, str, float]]: ...
+
+    def retry_dead(self) -> int: ...
+
+    def retry_now(self) -> int: ...
+
+    def purge_dead(self) -> int: ...
+
+    def forget_sent(self, older_than: float = KEEP_SENT_SECONDS) -> int: ...
+
+    def tidy(self, older_than: float = KEEP_SENT_SECONDS) -> int: ...
+
+    def reachable(self) -> bool:
+        """Whether it can take an event now (quickly: for /readyz)."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class Outbox:
     """One connection per thread (sqlite3 connections are not shared across threads)."""
 
@@ -88,6 +135,20 @@ class Outbox:
             for statement in MIGRATIONS:
                 db.execute(statement)
         db.execute(SUBJECT_INDEX)
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def reachable(self) -> bool:
+        return True  # a local file: a failure to write it is an error, not an outage
+
+    def close(self) -> None:
+        """Close this thread's connection (each thread's closes with it otherwise)."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
 
     def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -269,31 +330,41 @@ class Outbox:
 
 
 class LazyOutbox:
-    """The outbox, opened on first use: while write-back is off, no file is created.
+    """The outbox, opened on first use: while write-back is off, no file (or pool) is made.
 
-    The file opened first serves the process until it ends: an edit that moves `outbox_path`
+    The outbox opened first serves the process until it ends: an edit that moves `outbox_path`
     applies at the next restart (meanwhile this file's pending events are still sent).
     """
 
-    def __init__(self, path: Callable[[], Path], clock: Callable[[], float] = time.time) -> None:
-        self._path = path
-        self._clock = clock
+    def __init__(self, open_store: Callable[[], OutboxStore], backend: str = "sqlite") -> None:
+        self._open = open_store
+        self.backend = backend  # sqlite | postgresql
         self._lock = threading.Lock()
-        self._outbox: Outbox | None = None
+        self._outbox: OutboxStore | None = None
 
-    def get(self) -> Outbox:
-        """The outbox, creating its file if there is none yet."""
+    @classmethod
+    def sqlite(cls, path: Callable[[], Path], clock: Callable[[], float] = time.time) -> LazyOutbox:
+        """The SQLite outbox at `path()` (read when it is first used)."""
+        return cls(lambda: Outbox(path(), clock))
+
+    def get(self) -> OutboxStore:
+        """The outbox, creating it if there is none yet."""
         outbox = self._outbox
         if outbox is None:
             with self._lock:  # two first requests at once open it once
                 if self._outbox is None:
-                    self._outbox = Outbox(self._path(), self._clock)
+                    self._outbox = self._open()
                 outbox = self._outbox
         return outbox
 
-    def opened(self) -> Outbox | None:
-        """The outbox if something has used it, else None (and no file is touched)."""
+    def opened(self) -> OutboxStore | None:
+        """The outbox if something has used it, else None (and nothing is touched)."""
         return self._outbox
 
     def delivered_since(self, subject: str, moment: float) -> bool:
         return self.get().delivered_since(subject, moment)
+
+    def close(self) -> None:
+        outbox = self._outbox
+        if outbox is not None:
+            outbox.close()

@@ -1,10 +1,12 @@
-"""The drainer, one step at a time (`drain_once`), against a mock of Segment's `/v1/batch`."""
+"""The drainer, one step at a time (`drain_once`), against a mock of Segment's `/v1/batch`; the
+rig's outbox is SQLite's and PostgreSQL's in turn (tests/conftest.py `open_outbox`)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +16,7 @@ import httpx
 import pytest
 
 from connector.config.loading import Connection, load_connection
+from connector.errors import OutboxUnavailable
 from connector.writeback.drainer import (
     MAX_BATCH_BYTES,
     MAX_BATCH_MESSAGES,
@@ -23,7 +26,10 @@ from connector.writeback.drainer import (
     DrainPolicy,
     batch_body,
 )
-from connector.writeback.outbox import KEEP_SENT_SECONDS, Depth, LazyOutbox, Outbox, Row
+from connector.writeback.outbox import KEEP_SENT_SECONDS, Depth, LazyOutbox, OutboxStore, Row
+from connector.writeback.postgres_outbox import PostgresOutbox
+from tests.conftest import OpenOutbox
+from tests.postgres import closed_port_url
 from tests.unit.connection import ENVIRON, TRACKING_API_URL, WRITE_KEY, write_connection
 from tests.unit.fakes import FakeClock
 
@@ -61,7 +67,7 @@ class TrackingApi:
 @dataclass
 class Rig:
     drainer: Drainer
-    outbox: Outbox
+    outbox: OutboxStore
     segment: TrackingApi
     clock: FakeClock
 
@@ -80,7 +86,7 @@ def connection(folder: Path, writeback: bool = True, give_up_after_hours: float 
 
 
 @pytest.fixture
-def make_rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
+def make_rig(tmp_path: Path, open_outbox: OpenOutbox) -> Iterator[Callable[..., Rig]]:
     clients: list[httpx.Client] = []
     drainers: list[Drainer] = []
 
@@ -89,10 +95,10 @@ def make_rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
         conn = connection(tmp_path, writeback, give_up_after_hours)
         segment = TrackingApi(answer)
         clients.append(httpx.Client(transport=httpx.MockTransport(segment)))
-        lazy = LazyOutbox(lambda: conn.outbox_path, clock)
+        lazy = LazyOutbox(lambda: open_outbox(clock))
         drainer = Drainer(lazy, clients[-1], lambda: conn, POLICY, clock)
         drainers.append(drainer)
-        return Rig(drainer, Outbox(conn.outbox_path, clock), segment, clock)
+        return Rig(drainer, open_outbox(clock), segment, clock)
 
     yield build
     for drainer in drainers:
@@ -139,7 +145,7 @@ def test_nothing_is_sent_while_writeback_is_off(make_rig: Callable[..., Rig]) ->
 
 def test_a_closed_outbox_is_never_opened_by_the_drainer(tmp_path: Path) -> None:
     conn = connection(tmp_path, writeback=False)
-    lazy = LazyOutbox(lambda: conn.outbox_path)
+    lazy = LazyOutbox.sqlite(lambda: conn.outbox_path)
     with httpx.Client(transport=httpx.MockTransport(TrackingApi())) as http:
         drainer = Drainer(lazy, http, lambda: conn)
         assert drainer.drain_once() == 0
@@ -338,3 +344,24 @@ def test_an_undecodable_answer_does_not_escape_as_an_httpx_error(
     rig.add(1)
     assert rig.drainer.drain_once() == 1
     assert rig.outbox.depth().pending == 1
+
+
+def test_the_drainer_outlives_an_unreachable_outbox(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = connection(tmp_path)
+    box = PostgresOutbox(closed_port_url())
+    with httpx.Client(transport=httpx.MockTransport(TrackingApi())) as http:
+        drainer = Drainer(LazyOutbox(lambda: box), http, lambda: conn)
+        with pytest.raises(OutboxUnavailable):
+            drainer.drain_once()
+        drainer.start(idle=0.01)
+        try:
+            deadline = time.monotonic() + 10
+            while "outbox drain paused" not in caplog.text:
+                assert time.monotonic() < deadline, "the drainer said nothing"
+                time.sleep(0.05)
+            assert drainer._thread is not None and drainer._thread.is_alive()
+        finally:
+            drainer.stop()
+            box.close()

@@ -1,16 +1,28 @@
-"""The SQLite outbox in tmp_path, on an injected wall clock."""
+"""The outbox on an injected wall clock, every case on both backends: SQLite in tmp_path and
+PostgreSQL in a schema of the test's own (tests/conftest.py `open_outbox`)."""
 
 from __future__ import annotations
 
 import json
 import math
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
-from connector.writeback.outbox import KEEP_SENT_SECONDS, Depth, Outbox, encode_message
+from connector.errors import OutboxUnavailable
+from connector.writeback.outbox import KEEP_SENT_SECONDS, Depth, Outbox, OutboxStore, encode_message
+from connector.writeback.postgres_outbox import (
+    POOL_TIMEOUT,
+    PostgresOutbox,
+    database_url,
+    redacted,
+)
+from tests.conftest import OpenOutbox
+from tests.postgres import TcpProxy, closed_port_url, fresh_schema
 from tests.unit.fakes import FakeClock
 
 LEASE = 15.0
@@ -27,11 +39,11 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def outbox(tmp_path: Path, clock: FakeClock) -> Outbox:
-    return Outbox(tmp_path / "state" / "outbox.sqlite", clock=clock)
+def outbox(open_outbox: OpenOutbox, clock: FakeClock) -> OutboxStore:
+    return open_outbox(clock)
 
 
-def fill(outbox: Outbox, count: int, clock: FakeClock | None = None) -> None:
+def fill(outbox: OutboxStore, count: int, clock: FakeClock | None = None) -> None:
     for number in range(count):
         assert outbox.add(message(number), subject=f"user_id:u{number}")
         if clock is not None:
@@ -45,7 +57,7 @@ def ids(rows: list[Any]) -> list[str]:
 # --- adding ------------------------------------------------------------------------------------
 
 
-def test_add_commits_the_message_as_it_will_be_sent(outbox: Outbox) -> None:
+def test_add_commits_the_message_as_it_will_be_sent(outbox: OutboxStore) -> None:
     msg = message(1, properties={"city": "Z\u00fcrich"})
     assert outbox.add(msg)
     (row,) = outbox.claim(10, 10_000, LEASE)
@@ -57,7 +69,7 @@ def test_add_commits_the_message_as_it_will_be_sent(outbox: Outbox) -> None:
     assert row.attempts == 1
 
 
-def test_a_duplicate_message_id_is_refused(outbox: Outbox) -> None:
+def test_a_duplicate_message_id_is_refused(outbox: OutboxStore) -> None:
     assert outbox.add(message(1))
     assert not outbox.add(message(1, event="Something else"))
     (row,) = outbox.claim(10, 10_000, LEASE)
@@ -65,14 +77,14 @@ def test_a_duplicate_message_id_is_refused(outbox: Outbox) -> None:
     assert outbox.depth().pending == 1
 
 
-def test_a_sent_message_id_is_still_a_duplicate(outbox: Outbox) -> None:
+def test_a_sent_message_id_is_still_a_duplicate(outbox: OutboxStore) -> None:
     outbox.add(message(1))
     outbox.mark_sent(outbox.claim(10, 10_000, LEASE))
     assert not outbox.add(message(1))
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
-def test_nan_and_infinity_are_refused(outbox: Outbox, value: float) -> None:
+def test_nan_and_infinity_are_refused(outbox: OutboxStore, value: float) -> None:
     with pytest.raises(ValueError):
         outbox.add(message(1, properties={"x": value}))
     assert outbox.depth().pending == 0
@@ -85,17 +97,24 @@ def test_the_file_and_its_folder_are_created(tmp_path: Path, clock: FakeClock) -
     assert Outbox(path, clock=clock).depth().pending == 1  # a second opener sees the row
 
 
+def test_a_second_opener_sees_the_rows(open_outbox: OpenOutbox, clock: FakeClock) -> None:
+    assert open_outbox(clock).add(message(1))
+    other = open_outbox(clock)  # as another worker or instance would open it
+    assert other.depth().pending == 1
+    assert not other.add(message(1))
+
+
 # --- claiming ----------------------------------------------------------------------------------
 
 
-def test_claim_takes_the_oldest_rows_up_to_the_count(outbox: Outbox) -> None:
+def test_claim_takes_the_oldest_rows_up_to_the_count(outbox: OutboxStore) -> None:
     fill(outbox, 5)
     assert ids(outbox.claim(3, 10_000, LEASE)) == ["m-0", "m-1", "m-2"]
     assert ids(outbox.claim(3, 10_000, LEASE)) == ["m-3", "m-4"]
     assert outbox.claim(3, 10_000, LEASE) == []
 
 
-def test_claim_bounds_the_bytes_of_the_joined_bodies(outbox: Outbox) -> None:
+def test_claim_bounds_the_bytes_of_the_joined_bodies(outbox: OutboxStore) -> None:
     fill(outbox, 4)
     size = len(encode_message(message(0)))
     # two bodies and one comma fit exactly; a third would need size + 1 more
@@ -103,14 +122,14 @@ def test_claim_bounds_the_bytes_of_the_joined_bodies(outbox: Outbox) -> None:
     assert ids(outbox.claim(10, 2 * size, LEASE)) == ["m-2"]
 
 
-def test_a_row_larger_than_the_byte_limit_is_claimed_alone(outbox: Outbox) -> None:
+def test_a_row_larger_than_the_byte_limit_is_claimed_alone(outbox: OutboxStore) -> None:
     outbox.add(message(1, properties={"blob": "x" * 500}))
     outbox.add(message(2))
     assert ids(outbox.claim(10, 100, LEASE)) == ["m-1"]
 
 
 def test_leased_rows_are_not_claimed_again_until_the_lease_ends(
-    outbox: Outbox, clock: FakeClock
+    outbox: OutboxStore, clock: FakeClock
 ) -> None:
     fill(outbox, 2)
     first = outbox.claim(10, 10_000, LEASE)
@@ -122,13 +141,13 @@ def test_leased_rows_are_not_claimed_again_until_the_lease_ends(
     assert [r.attempts for r in again] == [2, 2]
 
 
-def test_concurrent_drainers_never_share_a_row(tmp_path: Path, clock: FakeClock) -> None:
-    path = tmp_path / "outbox.sqlite"
-    fill(Outbox(path, clock=clock), 200)
+def test_concurrent_drainers_never_share_a_row(open_outbox: OpenOutbox, clock: FakeClock) -> None:
+    fill(open_outbox(clock), 200)
     claimed: list[list[str]] = [[] for _ in range(4)]
+    openers = [open_outbox(clock) for _ in range(4)]
 
     def drain(slot: int) -> None:
-        own = Outbox(path, clock=clock)  # its own connection, as another process would have
+        own = openers[slot]  # its own connections, as another process would have
         while rows := own.claim(7, 100_000, LEASE):
             claimed[slot].extend(ids(rows))
 
@@ -145,7 +164,7 @@ def test_concurrent_drainers_never_share_a_row(tmp_path: Path, clock: FakeClock)
 # --- settling ----------------------------------------------------------------------------------
 
 
-def test_mark_sent_settles_rows(outbox: Outbox, clock: FakeClock) -> None:
+def test_mark_sent_settles_rows(outbox: OutboxStore, clock: FakeClock) -> None:
     fill(outbox, 2)
     rows = outbox.claim(10, 10_000, LEASE)
     clock.advance(5)
@@ -155,7 +174,9 @@ def test_mark_sent_settles_rows(outbox: Outbox, clock: FakeClock) -> None:
     assert ids(outbox.claim(10, 10_000, LEASE)) == ["m-1"]  # the sent one never comes back
 
 
-def test_delivered_since_names_the_subject_and_the_moment(outbox: Outbox, clock: FakeClock) -> None:
+def test_delivered_since_names_the_subject_and_the_moment(
+    outbox: OutboxStore, clock: FakeClock
+) -> None:
     outbox.add(message(1), subject="user_id:u1")
     assert not outbox.delivered_since("user_id:u1", START - 1)  # pending is not delivered
     clock.advance(10)
@@ -165,7 +186,7 @@ def test_delivered_since_names_the_subject_and_the_moment(outbox: Outbox, clock:
     assert not outbox.delivered_since("user_id:u2", START)
 
 
-def test_retry_later_holds_rows_back_for_the_delay(outbox: Outbox, clock: FakeClock) -> None:
+def test_retry_later_holds_rows_back_for_the_delay(outbox: OutboxStore, clock: FakeClock) -> None:
     fill(outbox, 1)
     rows = outbox.claim(10, 10_000, LEASE)
     outbox.retry_later(rows, 30.0, "HTTP 503")
@@ -176,13 +197,13 @@ def test_retry_later_holds_rows_back_for_the_delay(outbox: Outbox, clock: FakeCl
     assert row.attempts == 2
 
 
-def test_retry_later_with_no_delay_releases_the_lease(outbox: Outbox) -> None:
+def test_retry_later_with_no_delay_releases_the_lease(outbox: OutboxStore) -> None:
     fill(outbox, 1)
     outbox.retry_later(outbox.claim(10, 10_000, LEASE), 0.0, "HTTP 500")
     assert ids(outbox.claim(10, 10_000, LEASE)) == ["m-0"]
 
 
-def test_retry_now_makes_delayed_rows_due(outbox: Outbox) -> None:
+def test_retry_now_makes_delayed_rows_due(outbox: OutboxStore) -> None:
     fill(outbox, 3)
     rows = outbox.claim(10, 10_000, LEASE)
     outbox.retry_later(rows[:2], 3600.0, "HTTP 503")
@@ -190,7 +211,7 @@ def test_retry_now_makes_delayed_rows_due(outbox: Outbox) -> None:
     assert ids(outbox.claim(10, 10_000, LEASE)) == ["m-0", "m-1"]
 
 
-def test_parked_rows_are_dead_letters(outbox: Outbox, clock: FakeClock) -> None:
+def test_parked_rows_are_dead_letters(outbox: OutboxStore, clock: FakeClock) -> None:
     fill(outbox, 3)
     rows = outbox.claim(10, 10_000, LEASE)
     clock.advance(7)
@@ -201,7 +222,7 @@ def test_parked_rows_are_dead_letters(outbox: Outbox, clock: FakeClock) -> None:
     assert ids(outbox.claim(10, 10_000, LEASE)) == ["m-0", "m-2"]  # never the dead one
 
 
-def test_dead_letters_can_be_retried(outbox: Outbox) -> None:
+def test_dead_letters_can_be_retried(outbox: OutboxStore) -> None:
     fill(outbox, 1)
     outbox.park(outbox.claim(10, 10_000, LEASE), "bad")
     assert outbox.retry_dead() == 1
@@ -210,7 +231,7 @@ def test_dead_letters_can_be_retried(outbox: Outbox) -> None:
     assert outbox.depth().dead == 0
 
 
-def test_dead_letters_can_be_purged(outbox: Outbox) -> None:
+def test_dead_letters_can_be_purged(outbox: OutboxStore) -> None:
     fill(outbox, 2)
     rows = outbox.claim(10, 10_000, LEASE)
     outbox.park(rows, "bad")
@@ -220,7 +241,7 @@ def test_dead_letters_can_be_purged(outbox: Outbox) -> None:
 
 
 def test_dead_letters_are_listed_newest_first_up_to_the_limit(
-    outbox: Outbox, clock: FakeClock
+    outbox: OutboxStore, clock: FakeClock
 ) -> None:
     fill(outbox, 3)
     for row in outbox.claim(10, 10_000, LEASE):
@@ -230,7 +251,7 @@ def test_dead_letters_are_listed_newest_first_up_to_the_limit(
 
 
 def test_depth_counts_each_state_and_the_oldest_pending_age(
-    outbox: Outbox, clock: FakeClock
+    outbox: OutboxStore, clock: FakeClock
 ) -> None:
     assert outbox.depth() == Depth(0, None, 0, 0)
     fill(outbox, 4, clock)  # created at START, START+1, START+2, START+3
@@ -244,10 +265,11 @@ def test_depth_counts_each_state_and_the_oldest_pending_age(
 # --- tidying -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tidy", [Outbox.tidy, Outbox.forget_sent])
+@pytest.mark.parametrize("how", ["tidy", "forget_sent"])
 def test_sent_rows_are_forgotten_after_the_keeping_time(
-    outbox: Outbox, clock: FakeClock, tidy: Any
+    outbox: OutboxStore, clock: FakeClock, how: str
 ) -> None:
+    tidy = getattr(type(outbox), how)
     fill(outbox, 4)
     rows = outbox.claim(10, 10_000, LEASE)
     outbox.mark_sent(rows[:1])
@@ -263,10 +285,94 @@ def test_sent_rows_are_forgotten_after_the_keeping_time(
     assert not outbox.add(message(1))
 
 
-def test_tidy_takes_an_explicit_age(outbox: Outbox, clock: FakeClock) -> None:
+def test_tidy_takes_an_explicit_age(outbox: OutboxStore, clock: FakeClock) -> None:
     fill(outbox, 1)
     outbox.mark_sent(outbox.claim(10, 10_000, LEASE))
     clock.advance(61)
     assert outbox.tidy(older_than=60) == 1
     assert outbox.depth().sent == 0
-    assert outbox.file_bytes() > 0
+    if isinstance(outbox, Outbox):
+        assert outbox.file_bytes() > 0
+
+
+# --- PostgreSQL's own ----------------------------------------------------------------------------
+
+
+def test_claim_skips_rows_another_transaction_holds(clock: FakeClock) -> None:
+    with fresh_schema() as url:
+        box = PostgresOutbox(url, clock=clock)
+        try:
+            fill(box, 3)
+            with psycopg.connect(url) as other:  # a drainer in the middle of its claim
+                other.execute("SELECT id FROM connector_outbox ORDER BY id LIMIT 1 FOR UPDATE")
+                started = time.monotonic()
+                assert ids(box.claim(10, 10_000, LEASE)) == ["m-1", "m-2"]
+                assert time.monotonic() - started < 1  # skipped, not waited for
+                other.rollback()
+            assert ids(box.claim(10, 10_000, LEASE)) == ["m-0"]
+        finally:
+            box.close()
+
+
+def test_an_unreachable_database_fails_fast_and_clearly(clock: FakeClock) -> None:
+    box = PostgresOutbox(closed_port_url(), clock=clock)
+    try:
+        started = time.monotonic()
+        with pytest.raises(OutboxUnavailable) as raised:
+            box.add(message(1))
+        assert time.monotonic() - started < POOL_TIMEOUT + 1
+        assert raised.value.status == 503 and raised.value.code == "outbox_unavailable"
+        assert "not recorded, retry it" in raised.value.message
+        started = time.monotonic()
+        with pytest.raises(OutboxUnavailable):
+            box.claim(10, 10_000, LEASE)  # a moment later: at once
+        assert time.monotonic() - started < 0.1
+    finally:
+        box.close()
+
+
+def test_the_outbox_comes_back_with_its_database(clock: FakeClock) -> None:
+    with fresh_schema() as url:
+        proxy = TcpProxy(url).restore()
+        box = PostgresOutbox(proxy.url, clock=clock)
+        try:
+            assert box.add(message(1))
+            proxy.cut()  # the database goes away, with the pool's connections
+            with pytest.raises(OutboxUnavailable):
+                box.add(message(2))
+            proxy.restore()
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    assert box.add(message(3))
+                    break
+                except OutboxUnavailable:
+                    assert time.monotonic() < deadline, "the outbox did not come back"
+                    time.sleep(0.2)
+            assert ids(box.claim(10, 10_000, LEASE)) == ["m-1", "m-3"]
+        finally:
+            box.close()
+            proxy.cut()
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgres://u:p@db.example:5432/d", "postgresql://u:p@db.example:5432/d"),
+        ("postgresql://u@h/d?sslmode=require", "postgresql://u@h/d?sslmode=require"),
+        (" postgres://h/d \n", "postgresql://h/d"),
+        ("", None),
+        ("mysql://u:p@h/d", None),
+    ],
+)
+def test_database_url_chooses_postgresql(given: str, expected: str | None) -> None:
+    assert database_url({"DATABASE_URL": given}) == expected
+    assert database_url({}) is None
+
+
+def test_the_password_is_never_shown() -> None:
+    assert redacted("postgresql://u:s3cret@h:5432/d") == "postgresql://u:***@h:5432/d"
+    assert redacted("postgresql://u@h/d") == "postgresql://u@h/d"
+    assert redacted("postgresql://h/d?sslmode=require&password=s3cret") == (
+        "postgresql://h/d?sslmode=require&password=***"
+    )
