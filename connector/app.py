@@ -24,6 +24,7 @@ from connector.logs import quiet_libraries
 from connector.segment.api import ProfileApi
 from connector.segment.client import build_http_client
 from connector.segment.probe import ReadinessProbe
+from connector.state.deliveries import SharedDeliveries
 from connector.state.redis import SharedRedis
 from connector.state.shared_tier import Codec, SharedTier
 from connector.web import cards, events, handlers, health, pages
@@ -118,19 +119,21 @@ def build_services(
     """The process's shared objects (see connector.web.registry), each built once."""
     api = ProfileApi(http, processes, redis)
     outbox = build_outbox(holder, database)
-    shared_cards = None
+    shared_cards, delivered_since, on_delivered = None, outbox.delivered_since, None
     if redis is not None:
         shared_cards = SharedTier(redis, "cards", Codec(profile_to_json, profile_from_json))
+        deliveries = SharedDeliveries(redis, outbox.delivered_since)
+        delivered_since, on_delivered = deliveries.since, deliveries.note
     return Services(
         holder=holder,
         redis=redis,
         http=http,
         api=api,
-        cards=CardService(api, outbox.delivered_since, shared_cards),
+        cards=CardService(api, delivered_since, shared_cards),
         probe=ReadinessProbe(api),
         outbox=outbox,
         events=EventWriter(CallerIdentities(api), outbox),
-        drainer=Drainer(outbox, http, holder.current),
+        drainer=Drainer(outbox, http, holder.current, on_delivered=on_delivered),
         gate=Gate(FlexTokens(http, redis), processes, redis),
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ import redis
 
 from connector.serving.processes import ServedProcess, served_process
 from tests.conftest import RunningSandbox, SandboxFactory, connection_toml, connector_env
+from tests.test_writeback import ENGAGEMENT
 
 # A database of its own: the tests empty it.
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -197,3 +199,32 @@ def test_readyz_says_which_version_each_instance_serves(
     assert set(shared["instances"].values()) == {d["version"] for d in details}
     assert len(shared["instances"]) == 2 and shared["versions_agree"] is False
     assert summary == {"ready": True}  # a probe without credentials learns nothing more
+
+
+def test_an_event_delivered_by_one_instance_refreshes_the_card_on_every_other(
+    sandbox: RunningSandbox, agent: dict[str, str], tmp_path: Path, database_url: str
+) -> None:
+    """The deployment of issue 11: Redis and the PostgreSQL outbox, two instances."""
+    config = tmp_path / "connection.toml"
+    writeback = f'\n[writeback]\nenabled = true\ntracking_api_url = "{sandbox.url}"\n'
+    config.write_text(connection_toml(sandbox.url, UNLIMITED + writeback), encoding="utf-8")
+    env = {**connector_env(sandbox.url), "REDIS_URL": REDIS_URL, "DATABASE_URL": database_url}
+    with ExitStack() as stack:
+        first, second = (
+            stack.enter_context(httpx.Client(base_url=s.url, timeout=15, headers=agent))
+            for s in (stack.enter_context(served_process(config, env, workers=2)) for _ in range(2))
+        )
+        ada = {"from": "+14155550123"}
+        before = first.get("/v1/cards", params=ada).json()  # cached for a minute, shared
+        assert all(e["event"] != ENGAGEMENT["event"] for e in before["events"])
+        sent = second.post("/v1/events", json={**ENGAGEMENT, **ada})
+        assert sent.status_code == 202
+        deadline, latest = time.monotonic() + 10, None
+        while time.monotonic() < deadline:
+            latest = first.get("/v1/cards", params=ada).json()["events"][0]["event"]
+            if latest == ENGAGEMENT["event"]:
+                break
+            time.sleep(0.2)
+    assert latest == ENGAGEMENT["event"]
+    delivered = list(redis.Redis.from_url(REDIS_URL).scan_iter("connector:delivered:*"))
+    assert len(delivered) == 1 and b"+1415" not in delivered[0]  # a digest names the caller

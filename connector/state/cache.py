@@ -49,6 +49,9 @@ def _keep_until(_key: str, entry: Cached[Any], _now: float) -> float:
 class SharedTier(Protocol[T]):
     """A second tier shared between processes (connector.state.shared_tier, on Redis)."""
 
+    @property
+    def available(self) -> bool: ...
+
     def load(self, key: str) -> Cached[T] | None: ...
 
     def store(self, key: str, entry: Cached[T]) -> None: ...
@@ -108,7 +111,10 @@ class SingleFlightCache(Generic[T]):
         an unexpired entry out of date (say, an event about this caller was delivered since).
         """
         entry = self._get(key)
-        if entry is not None and outdated is not None and outdated(entry):
+        # Behind a working shared tier a local entry lives `local_ttl` at most: it is checked
+        # when it is read from the tier again, not on every hit.
+        checked_later = self._shared is not None and self._shared.available
+        if entry is not None and outdated is not None and not checked_later and outdated(entry):
             self.forget(key)
         with self._lock:
             entry = self._entries.get(key)
@@ -195,7 +201,7 @@ class SingleFlightCache(Generic[T]):
     def _keep(self, key: str, entry: Cached[T]) -> Cached[T]:
         """Store an entry here; behind a shared tier, for `local_ttl` at most."""
         local = entry
-        if self._shared is not None:
+        if self._shared is not None and self._shared.available:  # else: alone, for now
             bound = self._clock() + self._local_ttl
             local = replace(entry, expires=min(entry.expires, bound))
         with self._lock:

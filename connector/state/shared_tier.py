@@ -9,6 +9,7 @@ the others poll the shared entry until it is there, the lock is gone, or their t
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -51,8 +52,16 @@ class SharedTier(Generic[T]):
         self._wall = wall
         self._sleep = sleep
 
+    @property
+    def available(self) -> bool:
+        return self._shared.available
+
+    def _key(self, key: str) -> str:
+        """Keys are digests: a caller's phone number or email never names a key in Redis."""
+        return self._prefix + hashlib.sha256(key.encode()).hexdigest()[:32]
+
     def load(self, key: str) -> Cached[T] | None:
-        raw: object = self._shared.call(lambda r: r.get(self._prefix + key), None)
+        raw: object = self._shared.call(lambda r: r.get(self._key(key)), None)
         if not isinstance(raw, bytes | str):
             return None
         try:
@@ -73,10 +82,10 @@ class SharedTier(Generic[T]):
             "keep_until": now_wall + keep,
         }
         text = json.dumps(record, separators=(",", ":"))
-        self._shared.call(lambda r: r.set(self._prefix + key, text, px=int(keep * 1000)), None)
+        self._shared.call(lambda r: r.set(self._key(key), text, px=int(keep * 1000)), None)
 
     def forget(self, key: str) -> None:
-        self._shared.call(lambda r: r.delete(self._prefix + key), None)
+        self._shared.call(lambda r: r.delete(self._key(key)), None)
 
     def lead(self, key: str, seconds: float) -> Callable[[], None] | None:
         """Take the fetch of `key` for at most `seconds`: the function that gives it back, or
@@ -110,7 +119,7 @@ class SharedTier(Generic[T]):
         return entry if entry is not None and entry.fetched_at.timestamp() > newer_than else None
 
     def _lock_key(self, key: str) -> str:
-        return f"{self._prefix}lock:{key}"
+        return f"{self._key(key)}:lock"
 
     def _decode(self, record: dict[str, Any]) -> Cached[T]:
         now_mono, now_wall = self._clock(), self._wall()

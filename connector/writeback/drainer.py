@@ -58,8 +58,12 @@ class Drainer:
         connection: Callable[[], Connection],
         policy: DrainPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        on_delivered: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.outbox = outbox
+        # Told the subjects (callers' cache keys) of each delivered batch: their cards are now
+        # out of date in every process (connector.state.deliveries).
+        self._on_delivered = on_delivered
         self._http = http
         self._connection = connection
         self.policy = policy or DrainPolicy()
@@ -136,6 +140,8 @@ class Drainer:
             return
         if response.status_code == 200:
             self.outbox.get().mark_sent(rows)
+            if self._on_delivered is not None:
+                self._on_delivered(sorted({r.subject for r in rows if r.subject}))
         elif response.status_code == 400:
             self._isolate(rows, connection, error_message(response))
         else:

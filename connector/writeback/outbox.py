@@ -65,6 +65,7 @@ class Row:
     size: int
     created_at: float
     attempts: int
+    subject: str | None = None  # the caller's cache key, as `add` was given it
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,7 @@ class Outbox:
         now = self._clock()
         with self._transaction() as db:
             rows = db.execute(
-                "SELECT id, message_id, body, size, created_at, attempts FROM outbox"
+                "SELECT id, message_id, body, size, created_at, attempts, subject FROM outbox"
                 " WHERE state = 'pending' AND next_attempt_at <= ? AND lease_until <= ?"
                 " ORDER BY id LIMIT ?",
                 (now, now, max_messages),
@@ -227,7 +228,7 @@ class Outbox:
             )
         # Rows queued by versions before encode_message hold unescaped UTF-8: their size was
         # measured on those same bytes, which are sent as they are.
-        return [Row(r[0], r[1], r[2].encode(), r[3], r[4], r[5] + 1) for r in chosen]
+        return [Row(r[0], r[1], r[2].encode(), r[3], r[4], r[5] + 1, r[6]) for r in chosen]
 
     def mark_sent(self, rows: Sequence[Row]) -> None:
         with self._transaction() as db:

@@ -94,9 +94,15 @@ def redacted(url: str) -> str:
 class PostgresOutbox:
     """The outbox in PostgreSQL's `connector_outbox` table (in the URL's search_path)."""
 
-    def __init__(self, url: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        url: str,
+        clock: Callable[[], float] = time.time,
+        pool_timeout: float = POOL_TIMEOUT,
+    ) -> None:
         self.url = url
         self._clock = clock
+        self._pool_timeout = pool_timeout
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         self._down_until = 0.0
@@ -104,7 +110,7 @@ class PostgresOutbox:
             url,
             min_size=1,
             max_size=POOL_MAX,
-            timeout=POOL_TIMEOUT,
+            timeout=pool_timeout,
             reconnect_timeout=RECONNECT_TIMEOUT,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
             name="outbox",
@@ -149,11 +155,10 @@ class PostgresOutbox:
                     conn.execute(statement)
             self._schema_ready = True
 
-    def _run(
-        self, work: Callable[[psycopg.Connection[Any]], T], timeout: float = POOL_TIMEOUT
-    ) -> T:
+    def _run(self, work: Callable[[psycopg.Connection[Any]], T], timeout: float | None = None) -> T:
         """`work` in one transaction; once more on a fresh connection if a pooled one had died
         (the database restarted since it was last used). Every operation is safe to repeat."""
+        timeout = self._pool_timeout if timeout is None else min(timeout, self._pool_timeout)
         try:
             with self._connection(timeout) as conn, conn.transaction():
                 return work(conn)
@@ -220,7 +225,8 @@ class PostgresOutbox:
 
         def lease_rows(conn: psycopg.Connection[Any]) -> list[Any]:
             rows = conn.execute(
-                "SELECT id, message_id, body, size, created_at, attempts FROM connector_outbox"
+                "SELECT id, message_id, body, size, created_at, attempts, subject"
+                " FROM connector_outbox"
                 " WHERE state = 'pending' AND next_attempt_at <= %s AND lease_until <= %s"
                 " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
                 (now, now, max_messages),
@@ -241,7 +247,7 @@ class PostgresOutbox:
             return chosen
 
         chosen = self._run(lease_rows)
-        return [Row(r[0], r[1], r[2].encode(), r[3], r[4], r[5] + 1) for r in chosen]
+        return [Row(r[0], r[1], r[2].encode(), r[3], r[4], r[5] + 1, r[6]) for r in chosen]
 
     def _update(self, sql: str, params: tuple[Any, ...]) -> int:
         def update(conn: psycopg.Connection[Any]) -> int:

@@ -350,7 +350,7 @@ def test_the_drainer_outlives_an_unreachable_outbox(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     conn = connection(tmp_path)
-    box = PostgresOutbox(closed_port_url())
+    box = PostgresOutbox(closed_port_url(), pool_timeout=0.5)
     with httpx.Client(transport=httpx.MockTransport(TrackingApi())) as http:
         drainer = Drainer(LazyOutbox(lambda: box), http, lambda: conn)
         with pytest.raises(OutboxUnavailable):

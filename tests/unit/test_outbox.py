@@ -16,7 +16,6 @@ import pytest
 from connector.errors import OutboxUnavailable
 from connector.writeback.outbox import KEEP_SENT_SECONDS, Depth, Outbox, OutboxStore, encode_message
 from connector.writeback.postgres_outbox import (
-    POOL_TIMEOUT,
     PostgresOutbox,
     database_url,
     redacted,
@@ -315,12 +314,12 @@ def test_claim_skips_rows_another_transaction_holds(clock: FakeClock) -> None:
 
 
 def test_an_unreachable_database_fails_fast_and_clearly(clock: FakeClock) -> None:
-    box = PostgresOutbox(closed_port_url(), clock=clock)
+    box = PostgresOutbox(closed_port_url(), clock=clock, pool_timeout=0.5)
     try:
         started = time.monotonic()
         with pytest.raises(OutboxUnavailable) as raised:
             box.add(message(1))
-        assert time.monotonic() - started < POOL_TIMEOUT + 1
+        assert time.monotonic() - started < 0.5 + 1
         assert raised.value.status == 503 and raised.value.code == "outbox_unavailable"
         assert "not recorded, retry it" in raised.value.message
         started = time.monotonic()

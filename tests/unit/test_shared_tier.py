@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -18,6 +19,7 @@ import redis
 from connector.cards.profile import AccountData, ProfileData, profile_from_json, profile_to_json
 from connector.errors import UpstreamUnavailable
 from connector.state.cache import Cached, SingleFlightCache
+from connector.state.deliveries import SharedDeliveries
 from connector.state.redis import SharedRedis
 from connector.state.shared_tier import Codec, SharedTier
 
@@ -162,5 +164,38 @@ def test_keys_carry_the_connector_prefix_and_expire(shared: SharedRedis, namespa
     tier = SharedTier(shared, namespace, TEXT)
     now = time.monotonic()
     tier.store("k", Cached("ada", datetime.now(UTC), now, now + 60, keep_until=now + 900))
-    ttl = shared.client.pttl(f"connector:{namespace}:k")
+    (key,) = shared.client.scan_iter(f"connector:{namespace}:*")
+    assert re.fullmatch(rf"connector:{namespace}:[0-9a-f]{{32}}".encode(), key)  # a digest
+    ttl = shared.client.pttl(key)
     assert isinstance(ttl, int) and 890_000 < ttl <= 900_000
+
+
+def test_a_delivery_noted_by_one_process_is_seen_by_every_other(shared: SharedRedis) -> None:
+    asked: list[str] = []
+
+    def outbox(subject: str, moment: float) -> bool:
+        asked.append(subject)
+        return False
+
+    subject = f"phone:+1415{uuid.uuid4().int % 10**7:07d}"
+    before = time.time()
+    SharedDeliveries(shared, outbox).note([subject])
+    other = SharedDeliveries(shared, outbox)
+    assert other.since(subject, before - 1) is True
+    assert other.since(subject, time.time() + 1) is False  # nothing delivered since then
+    assert other.since("phone:+10000000000", before - 1) is False
+    assert asked == []  # Redis answered: the outbox was not asked
+    shared.client.delete(*shared.client.scan_iter("connector:delivered:*"))
+
+
+def test_without_redis_the_outbox_says_what_was_delivered() -> None:
+    asked: list[str] = []
+
+    def outbox(subject: str, moment: float) -> bool:
+        asked.append(subject)
+        return True
+
+    down = SharedDeliveries(SharedRedis(CLOSED), outbox)
+    down.note(["phone:+14155550123"])  # lost, harmlessly: the outbox keeps the truth
+    assert down.since("phone:+14155550123", 0.0) is True
+    assert asked == ["phone:+14155550123"]
