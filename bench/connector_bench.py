@@ -22,9 +22,11 @@ for the same reason.
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import tempfile
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +132,20 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--latency-ms", type=float, default=40)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="connector serve instances (more than one share a Redis: --redis-url)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=None,
+        help="REDIS_URL for the instances (default with --instances 2+: the local Redis, db 14)",
+    )
     args = parser.parse_args()
+    if args.instances > 1 and args.redis_url is None:
+        args.redis_url = "redis://127.0.0.1:6379/14"
     rng = random.Random(7)
     chosen = rng.sample(range(args.profiles), 2 * args.lookups)
     connector_phones = [synthetic_phone(n) for n in chosen[: args.lookups]]
@@ -157,19 +172,28 @@ def main() -> None:
             config = Path(tmp) / "connection.toml"
             config.write_text(CONFIG.replace("{url}", sandbox.url), encoding="utf-8")
             env = {"SEGMENT_PROFILE_API_TOKEN": TOKEN, **SANDBOX.twilio_environment(sandbox.url)}
+            if args.redis_url:
+                env["REDIS_URL"] = args.redis_url
             agent = control.issue_agent_token()["token"]
-            with (
-                served_process(config, env, workers=args.workers, threads=32) as served,
-                httpx.Client(
-                    base_url=served.url,
-                    timeout=15,
-                    limits=httpx.Limits(max_connections=64),
-                    headers={"Authorization": f"Bearer {agent}"},
-                ) as client,
-            ):
+            with ExitStack() as stack:
+                clients = [
+                    stack.enter_context(
+                        httpx.Client(
+                            base_url=stack.enter_context(
+                                served_process(config, env, workers=args.workers, threads=32)
+                            ).url,
+                            timeout=15,
+                            limits=httpx.Limits(max_connections=64),
+                            headers={"Authorization": f"Bearer {agent}"},
+                        )
+                    )
+                    for _ in range(args.instances)
+                ]
+                turn = itertools.count()
 
                 def through_connector(phone: str) -> bool:
-                    return connector_lookup(client, phone)
+                    # Instances in turn: a caller meets another instance on the next pass.
+                    return connector_lookup(clients[next(turn) % len(clients)], phone)
 
                 cold = measured(control, connector_phones, args.concurrency, through_connector)
                 args.warm_passes = warm_up(
@@ -214,7 +238,8 @@ def report(
     print(
         f"\n{args.lookups} lookups per pass, {args.concurrency} at a time, {args.profiles:,} "
         f"profiles, {args.latency_ms:g} ms added to every Profile API request, connector "
-        f"under gunicorn with {args.workers} workers; warm: measured once a pass made no "
+        f"under gunicorn: {args.instances} instance(s) of {args.workers} workers"
+        f"{' sharing Redis' if args.redis_url else ''}; warm: measured once a pass made no "
         f"upstream call ({args.warm_passes} warm-up pass(es))\n"
     )
     headers = [
