@@ -92,7 +92,7 @@ def create_app(
         holder,
         build_http_client(transport),
         settings.processes,
-        SharedRedis(redis_url) if redis_url else None,
+        SharedRedis(redis_url, verify_tls=_verify_tls(settings.environ)) if redis_url else None,
         database,
     )
     app.extensions[EXTENSION] = services
@@ -149,6 +149,10 @@ def build_outbox(holder: ConnectionHolder, database: str | None) -> LazyOutbox:
         log.info("the outbox is in PostgreSQL: %s", redacted(url))
         return LazyOutbox(lambda: PostgresOutbox(url), backend="postgresql")
     return LazyOutbox.sqlite(lambda: holder.current().outbox_path)
+
+
+def _verify_tls(environ: Mapping[str, str]) -> bool:
+    return environ.get("REDIS_TLS_VERIFY", "true").strip().lower() not in ("false", "0", "no")
 
 
 def trusted_proxies(connection: Connection) -> int:

@@ -31,9 +31,17 @@ class SharedRedis:
         timeout: float = TIMEOUT,
         retry_after: float = RETRY_AFTER,
         clock: Callable[[], float] = time.monotonic,
+        verify_tls: bool = True,
     ) -> None:
+        # Heroku's Redis answers TLS (rediss://) with a certificate of its own, which its
+        # documentation says to accept unverified: REDIS_TLS_VERIFY=false.
+        tls = {} if verify_tls or not url.startswith("rediss://") else {"ssl_cert_reqs": "none"}
         self.client = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, max_connections=64
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            max_connections=64,
+            **tls,
         )
         self.where = _where(url)  # for logs and /readyz: host and port, never a password
         self._retry_after = retry_after

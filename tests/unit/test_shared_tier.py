@@ -199,3 +199,9 @@ def test_without_redis_the_outbox_says_what_was_delivered() -> None:
     down.note(["phone:+14155550123"])  # lost, harmlessly: the outbox keeps the truth
     assert down.since("phone:+14155550123", 0.0) is True
     assert asked == ["phone:+14155550123"]
+
+
+@pytest.mark.parametrize(("verify", "expected"), [(True, "required"), (False, "none")])
+def test_tls_certificates_are_verified_unless_told_not_to(verify: bool, expected: str) -> None:
+    tls = SharedRedis("rediss://127.0.0.1:1/0", verify_tls=verify)
+    assert tls.client.connection_pool.connection_kwargs.get("ssl_cert_reqs", "required") == expected
