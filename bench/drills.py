@@ -46,6 +46,8 @@ The drills (issue 9, items 7-14; DESIGN.md section 6):
 - outbox-growth: 10,000 events accepted and delivered; notes: the outbox files' sizes after.
 - utf8-30kb: ~30 KB events of non-ASCII text; a 202 then a dead letter is failed and lost.
 - redis-restart, cold-storm-4x2: several instances sharing a Redis (see bench/drills_shared.py).
+- instance-kill-mid-drain, postgres-restart: two instances sharing the PostgreSQL outbox (see
+  bench/drills_postgres.py).
 
 How to read the table: every request a drill makes is in exactly one of answered OK (a 2xx with
 the right answer: the card found or not found as the data says, with all 4 traits; Studio
@@ -83,6 +85,7 @@ from bench.drills_config import (
 )
 from bench.drills_events import chunked_body, junk_tokens, kill9_mid_drain, outbox_growth, utf8_30kb
 from bench.drills_lookup import hang_burst, outage, slow_clients, storm_429, upstream_5xx
+from bench.drills_postgres import instance_kill_mid_drain, postgres_restart
 from bench.drills_shared import cold_storm, redis_restart
 
 Drill = Callable[[Path], Row]
@@ -119,6 +122,8 @@ def drills(events: int) -> dict[str, Drill]:
         "utf8-30kb": utf8_30kb,
         "redis-restart": redis_restart,
         "cold-storm-4x2": cold_storm,
+        "instance-kill-mid-drain": instance_kill_mid_drain,
+        "postgres-restart": postgres_restart,
     }
 
 
