@@ -58,6 +58,7 @@ class PostgresServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         if os.getuid() == 0:  # the server refuses to run as root: as Debian's postgres user
             shutil.chown(self.folder, "postgres")
+            self.folder.parent.chmod(0o755)  # a temporary folder is the owner's alone
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres")
 
     @property

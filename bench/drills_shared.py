@@ -182,17 +182,25 @@ def redis_restart(data: Path) -> Row:
         flow(work, threads=6, seconds=12.0, pause=0.01)
         chaos.join()
         readiness = [c.get("/readyz").json().get("shared") or {} for c in clients]
-        before = d.upstream_calls()
-        look_up_all(clients[1], Tally())
-        after_restart = d.upstream_calls() - before
+        # The restarted Redis is empty, and each worker finds it again within its retry pause:
+        # passes over the warm callers, alternating instances, until one costs Segment nothing.
+        costs = []
+        for n in range(20):
+            before = d.upstream_calls()
+            look_up_all(clients[n % 2], Tally())
+            costs.append(d.upstream_calls() - before)
+            if costs[-1] == 0:
+                break
+            time.sleep(0.5)
         for c in clients:
             c.close()
     tally.merge(down)
     available = sum(1 for r in readiness if r.get("available"))
     notes = (
         f"while Redis was down: {down.requests} answers ({millis(down.latencies)}); "
-        f"after its restart /readyz says available on {available}/2 instances, and a pass over "
-        f"{len(WARM)} warm callers cost {after_restart} upstream calls"
+        f"after its restart (empty), /readyz says available on {available}/2 instances; passes "
+        f"over {len(WARM)} warm callers, alternating instances, cost "
+        f"{', '.join(map(str, costs))} upstream calls"
     )
     return Row("redis-restart", tally, notes)
 

@@ -16,6 +16,8 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,6 +43,9 @@ class SharedRedis:
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             max_connections=64,
+            # One immediate retry, on a new connection: a pooled one may have died with a Redis
+            # restart. redis-py's default backs off for seconds, longer than a lookup may wait.
+            retry=Retry(NoBackoff(), 1),
             **tls,
         )
         self.where = _where(url)  # for logs and /readyz: host and port, never a password
