@@ -213,13 +213,15 @@ def cold_storm(data: Path) -> Row:
         started = time.monotonic()
         concurrently(range(len(callers)), 64, job_for(tally, clients, callers))
         took = time.monotonic() - started
-        statuses = d.control.stats()["profile_api"]["by_status"]
+        profile_api = d.control.stats(detail=True)["profile_api"]
+        statuses, most = profile_api["by_status"], profile_api["max_per_second"]
         for c in clients:
             c.close()
     refused = int(statuses.get("429", 0))
     notes = (
-        f"1,000 unknown callers over 4 instances x 2 workers in {took:.1f} s; the sandbox "
-        f"(100 requests/s) refused {refused} with 429; answers {millis(tally.latencies)}, "
+        f"1,000 unknown callers over 4 instances x 2 workers in {took:.1f} s; at most {most} "
+        f"requests reached the sandbox in any 1 s (rate_limit 100), which refused {refused} with "
+        f"429; answers {millis(tally.latencies)}, "
         f"{tally.kinds[Kind.UNAVAILABLE]} typed unavailable (budget past the deadline)"
     )
     return Row("cold-storm-4x2", tally, notes)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from typing import Any
+
+ARRIVALS_KEPT = 200_000  # profile requests whose arrival time is kept, for max_per_second
 
 
 class Stats:
@@ -21,9 +24,11 @@ class Stats:
             self.dropped: Counter[str] = Counter()
             self.receipts: Counter[str] = Counter()
             self.twilio: Counter[str] = Counter()
+            self.arrivals: deque[float] = deque(maxlen=ARRIVALS_KEPT)
 
     def profile_request(self, section: str, status: int, identifier: str | None) -> None:
         with self._lock:
+            self.arrivals.append(time.monotonic())
             self.profile_api[section] += 1
             self.profile_statuses[status] += 1
             if identifier is not None:
@@ -69,5 +74,16 @@ class Stats:
             }
             if detail:
                 data["profile_api"]["by_lookup"] = dict(self.profile_lookups)
+                data["profile_api"]["max_per_second"] = most_in_one_second(list(self.arrivals))
                 data["tracking"]["receipts"] = dict(self.receipts)
             return data
+
+
+def most_in_one_second(arrivals: list[float]) -> int:
+    """The most requests that arrived within any one second (arrivals in order)."""
+    most, first = 0, 0
+    for last, arrived in enumerate(arrivals):
+        while arrived - arrivals[first] >= 1.0:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
