@@ -65,6 +65,7 @@ def _answer(sandbox: Sandbox, match: re.Match[str] | None) -> dict[str, Any]:
         raise SegmentError(404, "not_found", "The requested route was not found.")
     if _decode(match["space"], "space_id") != sandbox.config.space_id:
         raise SegmentError(404, "not_found", "Space was not found.")
+    sandbox.stats.judged()
     if not sandbox.limiter.allow(sandbox.config.space_id):
         raise SegmentError(429, "rate_limit_error", "Too many requests hit the API too quickly.")
     collection = _collection(_decode(match["collection"], "collection"))

@@ -28,11 +28,16 @@ class Stats:
 
     def profile_request(self, section: str, status: int, identifier: str | None) -> None:
         with self._lock:
-            self.arrivals.append(time.monotonic())
             self.profile_api[section] += 1
             self.profile_statuses[status] += 1
             if identifier is not None:
                 self.profile_lookups[f"{section} {identifier}"] += 1
+
+    def judged(self) -> None:
+        """A Profile API request is being judged against the space's rate (its arrival, as the
+        rate limit counts it)."""
+        with self._lock:
+            self.arrivals.append(time.monotonic())
 
     def tracking_request(self, endpoint: str, status: int) -> None:
         with self._lock:
