@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -25,7 +25,7 @@ from typing import IO, Any
 import httpx
 
 from connector.sandbox.control_client import SandboxControl
-from connector.sandbox.process import sandbox_process
+from connector.sandbox.process import SandboxProcess, sandbox_process
 from connector.serving.loopback import free_port
 
 SPACE, TOKEN, WRITE_KEY = "spa_drills", "drill-profile-token", "drill-write-key"
@@ -311,25 +311,31 @@ def events_landed(stack: Stack, n: int) -> int:
     return int(found["events"]) if found else 0
 
 
+def drill_sandbox(data: Path, *options: str) -> AbstractContextManager[SandboxProcess]:
+    """`connector sandbox` with the drills' data, space and credentials (and `options`)."""
+    return sandbox_process(
+        "--data",
+        str(data),
+        "--space-id",
+        SPACE,
+        "--token",
+        TOKEN,
+        "--write-key",
+        WRITE_KEY,
+        "--twilio-account-sid",
+        TWILIO_SID,
+        "--twilio-auth-token",
+        TWILIO_AUTH,
+        *options,
+    )
+
+
 @contextmanager
 def stack(data: Path, **lookup: Any) -> Iterator[Stack]:
     """A fresh sandbox and `connector serve` (2 workers, default threads) for one drill."""
     with (
         tempfile.TemporaryDirectory(prefix="drill-") as tmp,
-        sandbox_process(
-            "--data",
-            str(data),
-            "--space-id",
-            SPACE,
-            "--token",
-            TOKEN,
-            "--write-key",
-            WRITE_KEY,
-            "--twilio-account-sid",
-            TWILIO_SID,
-            "--twilio-auth-token",
-            TWILIO_AUTH,
-        ) as sandbox,
+        drill_sandbox(data) as sandbox,
     ):
         folder = Path(tmp)
         control = SandboxControl(sandbox.url)

@@ -27,21 +27,16 @@ from pathlib import Path
 import httpx
 
 from bench.drill_kit import (
-    SPACE,
     STUDIO,
-    TOKEN,
-    TWILIO_AUTH,
-    TWILIO_SID,
-    WRITE_KEY,
     Serve,
     client,
     connection_toml,
+    drill_sandbox,
     known_phone,
     serve_environment,
 )
 from bench.drill_load import Row, Tally, concurrently, event, flow, timed
 from connector.sandbox.control_client import SandboxControl
-from connector.sandbox.process import sandbox_process
 from connector.serving.loopback import free_port
 
 
@@ -83,20 +78,7 @@ class PostgresServer:
 def two_instances(data: Path) -> Iterator[tuple[SandboxControl, list[Serve], PostgresServer]]:
     with (
         tempfile.TemporaryDirectory(prefix="drill-pg-") as tmp,
-        sandbox_process(
-            "--data",
-            str(data),
-            "--space-id",
-            SPACE,
-            "--token",
-            TOKEN,
-            "--write-key",
-            WRITE_KEY,
-            "--twilio-account-sid",
-            TWILIO_SID,
-            "--twilio-auth-token",
-            TWILIO_AUTH,
-        ) as sandbox,
+        drill_sandbox(data) as sandbox,
         ExitStack() as stack,
     ):
         postgres = PostgresServer(Path(tmp) / "postgres")

@@ -29,21 +29,16 @@ from pathlib import Path
 import httpx
 
 from bench.drill_kit import (
-    SPACE,
-    TOKEN,
-    TWILIO_AUTH,
-    TWILIO_SID,
-    WRITE_KEY,
     Serve,
     client,
     connection_toml,
+    drill_sandbox,
     known_phone,
     serve_environment,
     unknown_phone,
 )
 from bench.drill_load import Kind, Row, Tally, card, concurrently, flow, millis, studio, timed
 from connector.sandbox.control_client import SandboxControl
-from connector.sandbox.process import sandbox_process
 from connector.serving.loopback import free_port
 
 WARM = [known_phone(n) for n in range(20)]
@@ -106,22 +101,7 @@ def deployment(data: Path, instances: int, rate_limit: float = 100.0) -> Iterato
     redis.start()
     with (
         tempfile.TemporaryDirectory(prefix="drill-") as tmp,
-        sandbox_process(
-            "--data",
-            str(data),
-            "--space-id",
-            SPACE,
-            "--token",
-            TOKEN,
-            "--write-key",
-            WRITE_KEY,
-            "--twilio-account-sid",
-            TWILIO_SID,
-            "--twilio-auth-token",
-            TWILIO_AUTH,
-            "--rate-limit",
-            str(rate_limit),
-        ) as sandbox,
+        drill_sandbox(data, "--rate-limit", str(rate_limit)) as sandbox,
         ExitStack() as stack,
     ):
         control = SandboxControl(sandbox.url)

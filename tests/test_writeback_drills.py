@@ -14,7 +14,7 @@ import httpx
 
 from connector.serving.loopback import free_port
 from connector.writeback.outbox import Outbox
-from tests.conftest import SandboxFactory, connection_toml, connector_env
+from tests.conftest import RunningSandbox, SandboxFactory, connection_toml, connector_env
 
 CONNECTOR = [sys.executable, "-m", "connector"]
 CALLERS = ["+14155550123", "+447700900123", "+33612345678", "+819012345678"]
@@ -59,6 +59,14 @@ def start_serve(
             time.sleep(0.1)
     process.kill()
     raise AssertionError("connector serve did not start")
+
+
+def events_landed(sandbox: RunningSandbox, event: str) -> int:
+    """How many `event` events landed on the callers' profiles (through the Profile API)."""
+    return sum(
+        len(sandbox.profile(f"phone:{caller}", "events", limit=100, include=event).json()["data"])
+        for caller in CALLERS
+    )
 
 
 def wait_for(condition: Callable[[], bool], within: float) -> bool:
@@ -113,12 +121,7 @@ def test_sigkill_mid_drain_loses_nothing_and_lands_nothing_twice(
         second.wait(timeout=20)
     stats = sandbox.control.stats(detail=True)["tracking"]
     assert all(stats["receipts"].get(m, 0) >= 1 for m in ids), "an event was lost"
-    landed = 0
-    for caller in CALLERS:
-        events = sandbox.profile(
-            f"phone:{caller}", "events", limit=100, include="Kill Drill"
-        ).json()["data"]
-        landed += len(events)
+    landed = events_landed(sandbox, "Kill Drill")
     assert landed == 300, f"{landed} events landed for 300 sent"  # Segment's messageId dedupe
     resent = stats["dropped"].get("duplicate", 0)
     assert resent <= 500  # at most the batches in flight at the kill were sent again

@@ -23,6 +23,7 @@ from tests.test_writeback_drills import (
     CONNECTOR,
     FLOW_AUTH,
     STUDIO,
+    events_landed,
     start_serve,
     wait_for,
 )
@@ -118,12 +119,7 @@ def test_two_instances_share_the_outbox_through_a_kill(
         box.close()
     stats = sandbox.control.stats(detail=True)["tracking"]
     assert all(stats["receipts"].get(m, 0) >= 1 for m in ids), "an event was lost"
-    landed = 0
-    for caller in CALLERS:
-        events = sandbox.profile(
-            f"phone:{caller}", "events", limit=100, include="Pg Kill Drill"
-        ).json()["data"]
-        landed += len(events)
+    landed = events_landed(sandbox, "Pg Kill Drill")
     assert landed == 300, f"{landed} events landed for 300 sent"  # Segment's messageId dedupe
 
 

@@ -62,7 +62,8 @@ class CardService:
         """Cards are cached under what their data depends on (ProfileLookup.fingerprint), so an
         edit of labels keeps every cached card and an edit of what is fetched leaves them."""
         version, fingerprint = self._fingerprint
-        if version != connection.version:
+        if version != connection.version:  # a new version of the file: its size, its key
+            self.cache.resize(connection.file.lookup.cache_size)
             fingerprint = self.lookup(connection).fingerprint(
                 connection.profile_api_url, connection.file.connection.space_id
             )
@@ -80,7 +81,6 @@ class CardService:
         cached recently enough to stand in. `arrived` (monotonic) starts the lookup's deadline
         when the request arrived rather than when a thread took it."""
         settings = connection.file.lookup
-        self.cache.resize(settings.cache_size)
         deadline = Deadline(settings.timeout_seconds, started=arrived)
         lookup = self.lookup(connection)
 

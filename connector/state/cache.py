@@ -162,11 +162,11 @@ class SingleFlightCache(Generic[T]):
         if shared is None:
             return self._fetch(key, fetch, previous, stale_for)
         found = shared.load(key)
-        if found is not None and found.expires > self._clock():
-            if outdated is None or not outdated(found):
-                return self._keep(key, found)
-            found = None  # out of date everywhere: fetch it again
-        previous = previous or found or shared.load(key)
+        fresh = found is not None and found.expires > self._clock()
+        if found is not None and fresh and (outdated is None or not outdated(found)):
+            return self._keep(key, found)
+        # Expired or out of date: fetched again, and meanwhile what stands in if Segment fails.
+        previous = previous or found
         release = shared.lead(key, wait)
         if release is None:  # another process is asking Segment: wait for its answer
             since = previous.fetched_at.timestamp() if previous else 0.0

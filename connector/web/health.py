@@ -42,7 +42,10 @@ def readyz() -> Response:
     """503 when Segment does not answer with this token; a refused edit of the connection file
     is reported but keeps readiness, since the last good connection goes on serving. Without
     credentials (a load balancer's probe), only whether the connector is ready."""
-    upstream = services().probe.check(connection())
+    current, redis = connection(), services().redis
+    if redis is not None:  # every probe notes this instance's version, credentials or not
+        InstanceVersions(redis).publish(current.version)
+    upstream = services().probe.check(current)
     body: Readiness | ReadinessSummary = ReadinessSummary(ready=upstream.ok)
     if current_principal() is not None:  # a probe without credentials gets the status alone
         body = _details(upstream)
@@ -67,19 +70,17 @@ def _details(upstream: Upstream) -> Readiness:
             code=upstream.code,
         ),
         cache=services().cards.cache_stats(),
-        shared=_shared(current.version),
+        shared=_shared(),
         outbox=_outbox(current),
     )
 
 
-def _shared(version: str) -> ReadinessShared | None:
-    """Redis's state, and the version each instance serves (this one's noted first)."""
+def _shared() -> ReadinessShared | None:
+    """Redis's state, and the version each instance serves (this one's noted by readyz)."""
     redis = services().redis
     if redis is None:
         return None
-    versions = InstanceVersions(redis)
-    versions.publish(version)
-    seen = versions.seen() or {}
+    seen = InstanceVersions(redis).seen() or {}
     return ReadinessShared(
         available=redis.available,
         where=redis.where,

@@ -20,6 +20,7 @@ class CallerIdentities:
     def __init__(self, api: ProfileApi) -> None:
         self._api = api
         self._cache: SingleFlightCache[Identity | None] = SingleFlightCache(1)
+        self._depends = ("", 0)  # (version, what identities depend on) of the last connection
 
     def identify(
         self, connection: Connection, address: Address, arrived: float | None = None
@@ -32,7 +33,6 @@ class CallerIdentities:
         once the admin has fixed the connection.
         """
         settings = connection.file.lookup
-        self._cache.resize(settings.cache_size)
         deadline = Deadline(settings.timeout_seconds, started=arrived)
         client = self._api.client(connection)
 
@@ -40,12 +40,21 @@ class CallerIdentities:
             found = _find(client, connection, address, deadline)
             return found, settings.card_ttl_seconds if found else settings.not_found_ttl_seconds
 
-        key = f"{_depends_on(connection)}|{address.cache_key}"
+        key = f"{self._depends_of(connection)}|{address.cache_key}"
         try:
             cached = self._cache.get(key, fetch, settings.stale_for_seconds, deadline.remaining())
         except (UpstreamUnavailable, RateLimited):
             return Identity(None, candidates(address, settings)[0]), False
         return cached.value, True
+
+    def _depends_of(self, connection: Connection) -> int:
+        """What identities depend on, worked out (and the cache sized) once per version."""
+        version, depends = self._depends
+        if version != connection.version:
+            self._cache.resize(connection.file.lookup.cache_size)
+            depends = _depends_on(connection)
+            self._depends = (connection.version, depends)  # one tuple: atomic swap
+        return depends
 
 
 def _depends_on(connection: Connection) -> int:

@@ -57,6 +57,19 @@ def encode_message(message: Mapping[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 
+def within_bytes(rows: Sequence[Any], max_bytes: int) -> list[Any]:
+    """The first rows (`size` fourth) whose bodies, joined by commas, fit in `max_bytes`; the
+    first row always, so that an oversized message is still tried (and refused) alone."""
+    chosen: list[Any] = []
+    total = 0
+    for row in rows:
+        if chosen and total + 1 + row[3] > max_bytes:
+            break
+        total += row[3] + (1 if chosen else 0)
+        chosen.append(row)
+    return chosen
+
+
 @dataclass(frozen=True)
 class Row:
     id: int
@@ -215,13 +228,7 @@ class Outbox:
                 " ORDER BY id LIMIT ?",
                 (now, now, max_messages),
             ).fetchall()
-            chosen: list[Any] = []
-            total = 0
-            for row in rows:
-                if chosen and total + 1 + row[3] > max_bytes:
-                    break
-                total += row[3] + (1 if chosen else 0)
-                chosen.append(row)
+            chosen = within_bytes(rows, max_bytes)
             db.executemany(
                 "UPDATE outbox SET lease_until = ?, attempts = attempts + 1 WHERE id = ?",
                 [(now + lease, row[0]) for row in chosen],

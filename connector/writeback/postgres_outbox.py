@@ -23,7 +23,13 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from connector.errors import OutboxUnavailable
-from connector.writeback.outbox import KEEP_SENT_SECONDS, Depth, Row, encode_message
+from connector.writeback.outbox import (
+    KEEP_SENT_SECONDS,
+    Depth,
+    Row,
+    encode_message,
+    within_bytes,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -231,13 +237,7 @@ class PostgresOutbox:
                 " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
                 (now, now, max_messages),
             ).fetchall()
-            chosen: list[Any] = []
-            total = 0
-            for row in rows:
-                if chosen and total + 1 + row[3] > max_bytes:
-                    break
-                total += row[3] + (1 if chosen else 0)
-                chosen.append(row)
+            chosen = within_bytes(rows, max_bytes)
             if chosen:
                 conn.execute(
                     "UPDATE connector_outbox SET lease_until = %s, attempts = attempts + 1"
