@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from connector.serving.processes import ServedProcess, served_process
+from connector.state.pacing import Pace
 from tests.conftest import RunningSandbox, SandboxFactory, connection_toml, connector_env
 from tests.test_writeback import ENGAGEMENT
 
@@ -119,36 +120,54 @@ def test_a_cold_storm_on_two_instances_keeps_within_the_spaces_rate(
     make_sandbox: SandboxFactory, tmp_path: Path
 ) -> None:
     """Two instances of two workers, each worker would take half the rate on its own: together
-    they keep to one budget, so Segment (the sandbox, limiting at the same rate) refuses none."""
+    they keep to one pace, so Segment (the sandbox, limiting at the same rate) refuses none and
+    no second holds more than the rate."""
     redis.Redis.from_url(REDIS_URL).flushdb()
     sandbox = make_sandbox(data="demo", rate_limit=20)
     token = sandbox.control.issue_agent_token()["token"]
     config = tmp_path / "connection.toml"
     config.write_text(connection_toml(sandbox.url, UNLIMITED, rate_limit=20), encoding="utf-8")
     env = {**connector_env(sandbox.url), "REDIS_URL": REDIS_URL}
-    callers = [f"+1650555{n:04d}" for n in range(60)]  # unknown: 1 request each, none cached
+    callers = [f"+1650555{n:04d}" for n in range(60)]  # unknown: none cached
     with ExitStack() as stack:
-        urls = [
-            stack.enter_context(served_process(config, env, workers=2, threads=64)).url
+        # One client per instance, made before the storm: sixty made at once would keep this
+        # process (the sandbox's) busy for a second, and bunch the requests it counts.
+        clients = [
+            stack.enter_context(
+                httpx.Client(
+                    base_url=stack.enter_context(
+                        served_process(config, env, workers=2, threads=64)
+                    ).url,
+                    timeout=15,
+                    headers={"Authorization": f"Bearer {token}"},
+                    limits=httpx.Limits(max_connections=len(callers)),
+                )
+            )
             for _ in range(2)
         ]
         statuses: list[int] = []
 
         def look_up(n: int) -> None:
-            with httpx.Client(
-                base_url=urls[n % 2], timeout=15, headers={"Authorization": f"Bearer {token}"}
-            ) as client:
-                statuses.append(client.get("/v1/cards", params={"from": callers[n]}).status_code)
+            answer = clients[n % 2].get("/v1/cards", params={"from": callers[n]})
+            statuses.append(answer.status_code)
 
         threads = [threading.Thread(target=look_up, args=(n,)) for n in range(len(callers))]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-    by_status = sandbox.control.stats()["profile_api"]["by_status"]
+    profile_api = sandbox.control.stats(detail=True)["profile_api"]
+    by_status = profile_api["by_status"]
     assert by_status.get("429", 0) == 0, by_status
-    assert by_status.get("404", 0) >= len(callers)  # each caller was asked for
-    assert statuses.count(200) >= len(callers) // 2, statuses
+    assert profile_api["max_per_second"] <= 20  # counted where Segment counts: on arrival
+    # Twice what the pace can answer in a lookup's 4 s (2 requests per caller, one per phone
+    # format): the lookups that got their first slot finish, the others are refused in time
+    # (unavailable), and at least 3/4 of the slots go to lookups that finish (first come, first
+    # served would give each caller its first request and few their second: 43% measured).
+    pace = Pace.within(20)
+    answerable = (4 / pace.interval + 1 + pace.burst) / 2
+    assert statuses.count(200) >= 0.75 * answerable, statuses
+    assert set(statuses) <= {200, 503}, statuses
 
 
 def test_a_token_is_checked_with_twilio_once_for_the_deployment(

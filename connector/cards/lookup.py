@@ -37,11 +37,11 @@ class ProfileLookup:
 
     def fetch(self, address: Address, deadline: Deadline) -> ProfileData | None:
         """The profile for an address, or None when no candidate identifier is known."""
-        for candidate in candidates(address, self._config.lookup):
+        for n, candidate in enumerate(candidates(address, self._config.lookup)):
             identifier = encode_identifier(candidate.type, candidate.value)
             try:
                 traits = self._client.get(
-                    "users", identifier, "traits", deadline, self._trait_params()
+                    "users", identifier, "traits", deadline, self._trait_params(), opening=n == 0
                 )
             except ProfileNotFound:
                 continue

@@ -13,9 +13,10 @@ import httpx
 
 from connector.config.loading import Connection
 from connector.segment.client import ProfileClient
-from connector.state.rates import LocalRateBudget, RateBudget
+from connector.state.pacing import LocalPacer
+from connector.state.rates import RateBudget
 from connector.state.redis import SharedRedis
-from connector.state.shared_rates import SharedRateBudget
+from connector.state.shared_pacing import SharedPacer
 
 
 class ProfileApi:
@@ -24,9 +25,9 @@ class ProfileApi:
     ) -> None:
         self.http = http
         self.processes = max(1, processes)  # each worker takes its share of the space's rate
-        self.local_budget = LocalRateBudget(1.0)
+        self.local_budget = LocalPacer(1.0)
         # With Redis, one budget for the deployment, and this share while Redis is down.
-        self.shared_budget = SharedRateBudget(shared, self.local_budget) if shared else None
+        self.shared_budget = SharedPacer(shared, self.local_budget) if shared else None
         self.budget: RateBudget = self.shared_budget or self.local_budget
         self._lock = threading.Lock()
         self._current: tuple[str, ProfileClient] | None = None

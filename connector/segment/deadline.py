@@ -22,6 +22,10 @@ class Deadline:
     def remaining(self) -> float:
         return max(0.0, self.expires_at - self._clock())
 
+    def share(self, fraction: float) -> Deadline:
+        """A deadline `fraction` of the way from now to this one."""
+        return Deadline(self.remaining() * fraction, clock=self._clock)
+
     @property
     def expired(self) -> bool:
         return self.remaining() <= 0

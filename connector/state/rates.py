@@ -1,4 +1,5 @@
-"""Rate budgets as token buckets: the space's Profile API requests, per-agent limits."""
+"""The RateBudget protocol (the space's pacers in pacing.py keep it), and token buckets for the
+per-agent and per-flow lookup limits."""
 
 from __future__ import annotations
 
@@ -27,10 +28,10 @@ class RateBudget(Protocol):
 
 
 class LocalRateBudget:
-    """A token bucket per space, shared by the threads of one process.
+    """A token bucket per key (an agent, a flow), shared by the threads of one process.
 
-    With several worker processes, each is given its share of the space's rate so that together
-    they stay under Segment's limit; a budget shared through Redis can take its place.
+    Bursts up to `burst` are the point here (an agent opening several cards at once); the space's
+    Profile API requests are paced instead (pacing.py), since Segment counts them on arrival.
     """
 
     def __init__(

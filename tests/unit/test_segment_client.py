@@ -31,6 +31,7 @@ from connector.segment.client import (
 )
 from connector.segment.deadline import Deadline
 from connector.state import rates
+from connector.state.pacing import LocalPacer
 from tests.unit.fakes import FakeClock
 
 BASE = "https://profiles.example.test"
@@ -102,7 +103,7 @@ def http() -> Iterator[Callable[[Handler], httpx.Client]]:
 def make_client(
     http: Callable[[Handler], httpx.Client],
     segment: Segment,
-    budget: Budget | None = None,
+    budget: rates.RateBudget | None = None,
     retry: RetryPolicy | None = None,
     space: str = SPACE,
 ) -> ProfileClient:
@@ -331,6 +332,24 @@ def test_no_room_in_the_budget_is_rate_limited_without_a_request(
     with pytest.raises(RateLimited):
         lookup(make_client(http, segment, Budget(allow=False)), clock)
     assert segment.requests == []
+
+
+def test_an_opening_request_waits_for_a_slot_less_than_the_rest_of_a_lookup(
+    http: Callable[[Handler], httpx.Client], clock: FakeClock
+) -> None:
+    """With the space's pace queued 2 s ahead, a new lookup (4 s) is refused at once, since it
+    could not finish; a lookup under way waits for its slot."""
+    segment = Segment([httpx.Response(200, json={})], clock)
+    pacer = LocalPacer(10, clock=clock, sleep=clock.sleep)
+    while pacer.reserve(SPACE, 10.0)[0] < 2.0:
+        pass
+    client = make_client(http, segment, pacer)
+    deadline = Deadline(4.0, clock=clock)
+    with pytest.raises(RateLimited):
+        client.get("users", "user_id:u1", "traits", deadline, opening=True)
+    assert segment.requests == [] and clock.slept == []
+    assert client.get("users", "user_id:u1", "traits", deadline) == {}
+    assert len(segment.requests) == 1 and 2.0 <= sum(clock.slept) < 4.0
 
 
 # --- Segment's answers become our errors -------------------------------------------------------
