@@ -66,6 +66,7 @@ class LookupSection(_Section):
     stale_for_seconds: float = Field(default=900.0, ge=0)
     cache_size: int = Field(default=10_000, ge=1)
     rate_limit: float = Field(default=100.0, gt=0)
+    speculate: bool = True  # the first candidate's sections asked for with its traits
 
     @field_validator("default_country")
     @classmethod

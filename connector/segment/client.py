@@ -109,6 +109,8 @@ class ProfileClient:
         url = f"{self._base}/{collection}/profiles/{identifier}/{section}"
         last: ProfileApiError = UpstreamUnavailable("no attempt was made before the deadline")
         for attempt in range(self._retry.attempts):
+            if deadline.expired:  # it waited for a thread until now: no slot could help
+                raise last
             slot_by = deadline.share(OPENING_PATIENCE) if opening else deadline
             if not self._budget.acquire(self._space_id, slot_by):
                 raise RateLimited("the space's request budget has no room before the deadline")

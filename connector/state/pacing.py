@@ -57,17 +57,19 @@ class Pace:
         return math.floor((1 + IN_FLIGHT_SPREAD) / self.interval) + 1 + self.burst
 
 
-def reserve(due: float | None, now: float, pace: Pace, longest: float) -> tuple[float, float]:
-    """One GCRA step: (the wait before the slot, the next `due`), given the key's `due` time.
+def reserve(
+    due: float | None, now: float, pace: Pace, longest: float
+) -> tuple[float, float | None]:
+    """One GCRA step, given a key's `due` time: (the wait before the slot, the next `due`).
 
-    A wait of `longest` or more reserves nothing (the caller gives up): the returned `due` is
-    then the one given.
+    A wait of `longest` or more reserves nothing (the caller gives up): the next `due` is then
+    None. A free slot is always taken, whatever `longest`.
     """
     due = now if due is None or due < now else due
     wait = due - pace.tolerance - now
     wait = 0.0 if wait < 1e-6 else wait  # below a microsecond: float residue of the sums
-    if wait >= longest:
-        return wait, due
+    if wait > 0 and wait >= longest:
+        return wait, None
     return wait, due + pace.interval
 
 
@@ -118,7 +120,7 @@ class LocalPacer:
             if paused > 0:
                 return paused, False
             wait, due = reserve(self._due.get(key), now, self.pace, longest)
-            if wait >= longest:
+            if due is None:
                 return wait, False
             self._due[key] = due
             return wait, True

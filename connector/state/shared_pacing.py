@@ -30,7 +30,7 @@ local interval, tolerance, longest = tonumber(ARGV[1]), tonumber(ARGV[2]), tonum
 local due = tonumber(redis.call('GET', KEYS[1]))
 if due == nil or due < now then due = now end
 local wait = math.max(0, due - tolerance - now)
-if wait >= longest then return {0, math.floor(wait * 1000)} end
+if wait > 0 and wait >= longest then return {0, math.floor(wait * 1000)} end
 local next_due = due + interval
 redis.call('SET', KEYS[1], string.format('%.3f', next_due), 'PX', math.ceil(next_due - now) + 1000)
 return {1, math.floor(wait * 1000)}
