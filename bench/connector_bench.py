@@ -24,20 +24,24 @@ from __future__ import annotations
 import argparse
 import itertools
 import random
+import sys
 import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from bench.common import percentiles, table, timed_concurrently
+from bench.loadgen import Load, hey
 from connector.sandbox.control_client import SandboxControl
 from connector.sandbox.core import SandboxConfig
 from connector.sandbox.datagen import synthetic_phone, write_synthetic
 from connector.sandbox.process import sandbox_process
-from connector.serving.processes import served_process
+from connector.serving.loopback import free_port
+from connector.serving.processes import command_process, served_process
 
 SPACE, TOKEN = "spa_bench", "bench-token"
 SANDBOX = SandboxConfig()  # its Twilio account checks the benchmark agent's Flex token
@@ -143,6 +147,8 @@ def main() -> None:
         default=None,
         help="REDIS_URL for the instances (default with --instances 2+: the local Redis, db 14)",
     )
+    parser.add_argument("--rate", type=float, default=300, help="warm lookups/s (hey: 10 clients)")
+    parser.add_argument("--seconds", type=float, default=10, help="of each paced warm run")
     args = parser.parse_args()
     if args.instances > 1 and args.redis_url is None:
         args.redis_url = "redis://127.0.0.1:6379/14"
@@ -200,6 +206,16 @@ def main() -> None:
                     control, connector_phones, args.concurrency, through_connector
                 )
                 warm = measured(control, connector_phones, args.concurrency, through_connector)
+                # Warm lookups at a paced rate, by hey (a Python client would add its own ms).
+                at_rate = {
+                    "connector": hey(
+                        f"{clients[0].base_url}v1/cards?from={quote(connector_phones[0])}",
+                        args.seconds,
+                        WARM_CLIENTS,
+                        args.rate / WARM_CLIENTS,
+                        {"Authorization": f"Bearer {agent}"},
+                    )
+                }
 
             def naive(phone: str) -> bool:
                 return naive_lookup(sandbox.url, phone)
@@ -207,7 +223,57 @@ def main() -> None:
             naive_cold = measured(control, naive_phones, args.concurrency, naive)
             naive_warm = measured(control, naive_phones, args.concurrency, naive)
             control.close()
+        for name, served in FLOORS.items():
+            at_rate[name] = floor_at_rate(served, args)
     report(args, cold, warm, naive_cold, naive_warm)
+    report_at_rate(args, at_rate)
+
+
+WARM_CLIENTS = 10
+# The floor (bench/floor.py) under gunicorn with 2 workers: behind the connector's own front,
+# and under gthread, the usual way to serve Flask.
+FLOORS = {
+    "floor (the connector's front)": ["-k", "asgi", "bench.floor:bridged"],
+    "floor (gthread, 32 threads)": ["-k", "gthread", "--threads", "32", "bench.floor:app"],
+}
+
+
+def floor_at_rate(served: list[str], args: argparse.Namespace) -> Load:
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "-w", str(args.workers)]
+    command += ["--bind", f"127.0.0.1:{port}", *served]
+    url = f"http://127.0.0.1:{port}"
+    with command_process(command, {}, url):
+        return hey(f"{url}/floor", args.seconds, WARM_CLIENTS, args.rate / WARM_CLIENTS, {})
+
+
+def report_at_rate(args: argparse.Namespace, at_rate: dict[str, Load]) -> None:
+    floor = min(
+        (load for name, load in at_rate.items() if name != "connector"), key=lambda f: f.p50
+    )
+    connector = at_rate["connector"]
+    print(
+        f"\nWarm lookups at {args.rate:g}/s for {args.seconds:g} s (hey -c {WARM_CLIENTS} -q "
+        f"{args.rate / WARM_CLIENTS:g}), one warm caller; the floor is a bare Flask app "
+        f"(bench/floor.py) under the same gunicorn settings\n"
+    )
+    headers = ["", "requests", "2xx", "per second", "p50 ms", "p95 ms", "p99 ms"]
+    rows: list[list[object]] = [
+        [name, load.requests, load.ok, load.per_second, load.p50, load.p95, load.p99]
+        for name, load in at_rate.items()
+    ]
+    rows.append(
+        [
+            "connector / fastest floor",
+            "",
+            "",
+            "",
+            f"{connector.p50 / floor.p50:.2f}x",
+            f"{connector.p95 / floor.p95:.2f}x",
+            f"{connector.p99 / floor.p99:.2f}x",
+        ]
+    )
+    print(table(headers, rows))
 
 
 def report(
@@ -268,6 +334,11 @@ def report(
         ]
     )
     print(table(headers, rows))
+    print(
+        f"\nCold p50 in round trips to Segment ({args.latency_ms:g} ms each): connector "
+        f"{cold['p50'] / args.latency_ms:.2f}, naive Function "
+        f"{naive_cold['p50'] / args.latency_ms:.2f}."
+    )
     print(
         f"\nUnder Segment's 100 requests/s per space: the connector sustains about "
         f"{100 / cold['calls']:,.0f} cold lookups/s; the naive Function "

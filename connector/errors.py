@@ -137,6 +137,10 @@ class RateLimited(ProfileApiError):
     public_message = "The space's Profile API rate limit is reached; try again shortly."
 
 
+class NoSlot(RateLimited):
+    """Our own pace for the space had no slot for a request within its patience (nothing sent)."""
+
+
 class UpstreamUnavailable(ProfileApiError):
     status = 503
     code = "upstream_unavailable"

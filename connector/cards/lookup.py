@@ -18,8 +18,14 @@ from connector.cards.addresses import Address, Candidate, candidates
 from connector.cards.build import NAME_TRAITS
 from connector.cards.profile import AccountData, ProfileData
 from connector.config.schema import ConnectionFile
-from connector.errors import ProfileApiError, ProfileNotFound
-from connector.segment.client import ProfileClient, encode_identifier
+from connector.errors import NoSlot, ProfileApiError, ProfileNotFound
+from connector.segment.client import (
+    OPENING_PATIENCE,
+    PATIENT,
+    SPECULATIVE,
+    ProfileClient,
+    encode_identifier,
+)
 from connector.segment.deadline import Deadline
 
 SEGMENT_ID = re.compile(r"/profiles/((?:use|acc)_[A-Za-z0-9]+)/")
@@ -39,26 +45,38 @@ class ProfileLookup:
         """The profile for an address, or None when no candidate identifier is known.
 
         With `speculate` on (the default), the first candidate's sections are asked for with its
-        traits, so that a known caller's card takes two round trips (everything, then linked
-        accounts' traits) instead of three; an unknown caller costs a request per section for
-        the first candidate instead of one. Later candidates are asked for their traits first.
+        traits whenever the space's pace has a free slot for each, so that a known caller's card
+        takes two round trips (everything, then linked accounts' traits) instead of three; an
+        unknown caller then costs a request per section. A section that found no free slot is
+        asked for once the traits say the caller is known: in a storm, speculation costs
+        nothing. Later candidates are asked for their traits first.
         """
         speculate = self._config.lookup.speculate
         for n, candidate in enumerate(candidates(address, self._config.lookup)):
             identifier = encode_identifier(candidate.type, candidate.value)
-            opening = n == 0
-            ahead = self._ask_sections(identifier, deadline, opening) if speculate and opening else {}
+            first = n == 0
+            ahead = (
+                self._ask_sections(identifier, deadline, SPECULATIVE) if speculate and first else {}
+            )
+            found = False
             try:
                 traits = self._client.get(
-                    "users", identifier, "traits", deadline, self._trait_params(), opening=opening
+                    "users",
+                    identifier,
+                    "traits",
+                    deadline,
+                    self._trait_params(),
+                    patience=OPENING_PATIENCE if first else PATIENT,
                 )
+                found = True
             except ProfileNotFound:
-                _cancel(ahead)
                 continue
-            except BaseException:
-                _cancel(ahead)
-                raise
-            sections = ahead or self._ask_sections(identifier, deadline, opening=False)
+            finally:
+                if not found:
+                    _cancel(ahead)
+            if ahead:
+                self._ask_what_found_no_slot(ahead, identifier, deadline)
+            sections = ahead or self._ask_sections(identifier, deadline, PATIENT)
             return self._complete(candidate, traits, sections, deadline)
         return None
 
@@ -89,14 +107,45 @@ class ProfileLookup:
         return {"include": ",".join(wanted), "limit": "200"}
 
     def _ask_sections(
-        self, identifier: str, deadline: Deadline, opening: bool
+        self, identifier: str, deadline: Deadline, patience: float
     ) -> dict[str, Future[dict[str, Any]]]:
+        """Every section's request, on the executor."""
         return {
-            name: self._executor.submit(
-                self._client.get, "users", identifier, path, deadline, params, opening=opening
-            )
+            name: self._executor.submit(self._section, identifier, path, params, deadline, patience)
             for name, (path, params) in self._sections().items()
         }
+
+    def _section(
+        self,
+        identifier: str,
+        path: str,
+        params: dict[str, str],
+        deadline: Deadline,
+        patience: float,
+    ) -> dict[str, Any]:
+        try:
+            return self._client.get("users", identifier, path, deadline, params, patience)
+        except NoSlot:
+            if patience != SPECULATIVE:
+                raise
+            return NOT_ASKED
+
+    def _ask_what_found_no_slot(
+        self, speculative: dict[str, Future[dict[str, Any]]], identifier: str, deadline: Deadline
+    ) -> None:
+        """The speculative sections that found no free slot, asked for now that the caller is
+        known (in a storm: as if there were no speculation)."""
+        sections = self._sections()
+        for name, future in speculative.items():
+            try:
+                body = future.result(timeout=deadline.remaining())
+            except (ProfileApiError, FutureTimeout):
+                continue  # its own error, reported when the card is put together
+            if body is NOT_ASKED:
+                path, params = sections[name]
+                speculative[name] = self._executor.submit(
+                    self._section, identifier, path, params, deadline, PATIENT
+                )
 
     def _complete(
         self,
@@ -177,6 +226,11 @@ class ProfileLookup:
             if body is not None:
                 accounts.append(AccountData(group_id, _dict(body.get("traits"))))
         return accounts
+
+
+NOT_ASKED: dict[
+    str, Any
+] = {}  # a speculative section that found no free slot (compared by identity)
 
 
 def _cancel(futures: dict[str, Future[dict[str, Any]]]) -> None:

@@ -22,7 +22,7 @@ from connector.segment.deadline import Deadline
 from connector.state.cache import Cached, SharedTier, SingleFlightCache
 
 log = logging.getLogger(__name__)
-SECTION_THREADS = 32
+SECTION_THREADS = 64  # a cold card asks for 6 sections at once; lookups run 32 at a time or more
 # Whether an event about a caller (by cache key) reached Segment since a moment (epoch seconds).
 DeliveredSince = Callable[[str, float], bool]
 

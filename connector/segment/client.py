@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from connector.errors import (
     AuthenticationFailed,
+    NoSlot,
     ProfileApiError,
     ProfileNotFound,
     RateLimited,
@@ -33,11 +34,14 @@ from connector.state.rates import RateBudget
 REQUEST_TIMEOUT = httpx.Timeout(3.0, connect=1.0)
 POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=50)
 USER_AGENT = "unified-profiles-connector"
-# When the space's pace has a queue (a storm), a lookup's opening request waits for a slot at most
-# this share of its time, so that its later requests (the next candidate, the sections) still
-# find slots before the deadline: lookups already under way finish, new ones fail fast, rather
-# than every lookup taking its first slot and none its last.
+# How long a request may wait for a slot in the space's pace, as a share of what is left of its
+# lookup's time. When the pace has a queue (a storm), a lookup's opening request waits at most
+# 40%, so that its later requests (the next candidate, the sections) still find slots before the
+# deadline: lookups under way finish and new ones fail fast, rather than every lookup taking its
+# first slot and none its last. A speculative request takes a slot only if one is free now.
+PATIENT = 1.0
 OPENING_PATIENCE = 0.4
+SPECULATIVE = 0.0
 # Segment answers a wrong space id with a 404 too ("Space was not found."): only the message
 # tells it from a missing profile, and reading it here keeps that guess in one place.
 SPACE_NOT_FOUND = re.compile(r"\bspace\b.*\bnot\s+found\b", re.IGNORECASE)
@@ -101,19 +105,19 @@ class ProfileClient:
         section: str,
         deadline: Deadline,
         params: Mapping[str, str] | None = None,
-        opening: bool = False,
+        patience: float = PATIENT,
     ) -> dict[str, Any]:
         """GET one section of a profile; `identifier` is already encoded (see encode_identifier).
 
-        `opening`: the first request of a lookup (see OPENING_PATIENCE)."""
+        `patience`: the share of the deadline it may wait for a slot (see OPENING_PATIENCE)."""
         url = f"{self._base}/{collection}/profiles/{identifier}/{section}"
         last: ProfileApiError = UpstreamUnavailable("no attempt was made before the deadline")
         for attempt in range(self._retry.attempts):
             if deadline.expired:  # it waited for a thread until now: no slot could help
                 raise last
-            slot_by = deadline.share(OPENING_PATIENCE) if opening else deadline
+            slot_by = deadline if patience >= PATIENT else deadline.share(patience)
             if not self._budget.acquire(self._space_id, slot_by):
-                raise RateLimited("the space's request budget has no room before the deadline")
+                raise NoSlot("the space's request budget has no room before the deadline")
             try:
                 return self._attempt(url, params, deadline)
             except (RateLimited, UpstreamUnavailable) as error:

@@ -64,12 +64,18 @@ def executor() -> Iterator[ThreadPoolExecutor]:
         yield pool
 
 
-def lookup_with(segment: Segment, executor: ThreadPoolExecutor, **lookup: object) -> ProfileLookup:
+def lookup_with(
+    segment: Segment,
+    executor: ThreadPoolExecutor,
+    pacer: LocalPacer | None = None,
+    **lookup: object,
+) -> ProfileLookup:
     file = tomllib.loads(connection_toml())
     file.setdefault("lookup", {}).update(phone_formats=["e164", "national"], **lookup)
     config = ConnectionFile.model_validate(file)
     http = build_http_client(httpx.MockTransport(segment))
-    client = ProfileClient(http, PROFILE_API_URL, SPACE, SecretStr(PROFILE_TOKEN), LocalPacer(100))
+    pace = pacer or LocalPacer(100)
+    client = ProfileClient(http, PROFILE_API_URL, SPACE, SecretStr(PROFILE_TOKEN), pace)
     return ProfileLookup(client, config, executor)
 
 
@@ -108,3 +114,31 @@ def test_what_an_unknown_caller_costs(
     assert profile is None
     assert len(segment.requests) == cost
     assert [s for s, i in segment.requests if "415" in i and "+" not in i] == ["traits"]
+
+
+def busy_pace() -> LocalPacer:
+    """A pace with a queue: every request waits a little for its slot (a storm)."""
+    pacer = LocalPacer(100)
+    while pacer.reserve(SPACE, 10.0)[0] < 0.1:
+        pass
+    return pacer
+
+
+def test_in_a_storm_speculation_costs_an_unknown_caller_nothing(
+    executor: ThreadPoolExecutor,
+) -> None:
+    segment = Segment()
+    lookup = lookup_with(segment, executor, busy_pace())
+    assert lookup.fetch(parse_phone("+14155559876", "US"), Deadline(4.0)) is None
+    assert len(segment.requests) == 2  # each candidate's traits, nothing else
+
+
+def test_in_a_storm_a_known_callers_sections_follow_the_traits(
+    executor: ThreadPoolExecutor,
+) -> None:
+    segment = Segment()
+    profile = lookup_with(segment, executor, busy_pace()).fetch(
+        parse_phone(KNOWN, "US"), Deadline(4.0)
+    )
+    assert profile is not None and profile.missing == ()
+    assert sorted(s for s, _ in segment.requests) == sorted(SECTIONS)

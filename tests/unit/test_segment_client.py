@@ -21,6 +21,7 @@ from connector.errors import (
     UpstreamUnavailable,
 )
 from connector.segment.client import (
+    OPENING_PATIENCE,
     REQUEST_TIMEOUT,
     USER_AGENT,
     ProfileClient,
@@ -346,7 +347,7 @@ def test_an_opening_request_waits_for_a_slot_less_than_the_rest_of_a_lookup(
     client = make_client(http, segment, pacer)
     deadline = Deadline(4.0, clock=clock)
     with pytest.raises(RateLimited):
-        client.get("users", "user_id:u1", "traits", deadline, opening=True)
+        client.get("users", "user_id:u1", "traits", deadline, patience=OPENING_PATIENCE)
     assert segment.requests == [] and clock.slept == []
     assert client.get("users", "user_id:u1", "traits", deadline) == {}
     assert len(segment.requests) == 1 and 2.0 <= sum(clock.slept) < 4.0

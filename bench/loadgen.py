@@ -1,0 +1,94 @@
+"""Debian's `hey` and `wrk` as the load generators of the speed benchmarks.
+
+A Python thread pool as the client adds milliseconds of its own and hides the server's figures;
+these are written in Go and C. Install them with `sudo apt-get install -y hey wrk`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import percentiles
+
+
+@dataclass(frozen=True)
+class Load:
+    requests: int
+    ok: int  # 2xx answers
+    per_second: float
+    p50: float  # ms
+    p95: float
+    p99: float
+
+
+def require(tool: str) -> str:
+    found = shutil.which(tool)
+    if found is None:
+        raise SystemExit(f"{tool} is not installed: sudo apt-get install -y hey wrk")
+    return found
+
+
+def hey(url: str, seconds: float, workers: int, per_worker: float, headers: dict[str, str]) -> Load:
+    """`workers` clients, each paced at `per_worker` requests/s, for `seconds`; every request's
+    latency from hey's CSV."""
+    command = [require("hey"), "-z", f"{seconds:g}s", "-c", str(workers), "-q", f"{per_worker:g}"]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    out = subprocess.run([*command, "-o", "csv", url], capture_output=True, text=True, check=True)
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    latencies = [float(row["response-time"]) for row in rows]
+    ok = sum(1 for row in rows if row["status-code"].startswith("2"))
+    span = max((float(row["offset"]) for row in rows), default=seconds) or seconds
+    return Load(len(rows), ok, len(rows) / span, **percentiles(latencies))
+
+
+# Each request its own messageId (the connector would rightly answer a repeat as a duplicate),
+# and wrk's own latency distribution printed in microseconds for the figures.
+EVENTS_LUA = """
+counter = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  counter = counter + 1
+  local id = string.format("bench-%d-%d-%d", math.random(1, 1e9), os.time(), counter)
+  return wrk.format(nil, nil, nil, string.format(BODY, id))
+end
+done = function(summary, latency, requests)
+  io.write(string.format("figures %d %d %d %d %d %d\\n", summary.requests,
+    summary.requests - summary.errors.status - summary.errors.connect - summary.errors.read
+      - summary.errors.write - summary.errors.timeout,
+    summary.duration, latency:percentile(50), latency:percentile(95), latency:percentile(99)))
+end
+"""
+
+
+def wrk(
+    url: str,
+    seconds: float,
+    threads: int,
+    connections: int,
+    body: str,
+    folder: Path,
+    headers: dict[str, str],
+) -> Load:
+    """wrk posting `body` (with `%s` where each request's messageId goes) as fast as it can."""
+    script = folder / "events.lua"
+    quoted = body.replace("\\", "\\\\").replace('"', '\\"')
+    script.write_text(f'BODY = "{quoted}"\n' + EVENTS_LUA, encoding="utf-8")
+    command = [require("wrk"), "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s"]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    out = subprocess.run(
+        [*command, "-s", str(script), url], capture_output=True, text=True, check=True
+    )
+    match = re.search(r"^figures (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)$", out.stdout, re.M)
+    if match is None:
+        raise RuntimeError(f"wrk said:\n{out.stdout}\n{out.stderr}")
+    requests, ok, micros, p50, p95, p99 = (int(g) for g in match.groups())
+    return Load(requests, ok, requests / (micros / 1e6), p50 / 1000, p95 / 1000, p99 / 1000)
