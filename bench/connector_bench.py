@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import random
+import ssl
 import sys
 import tempfile
 from collections.abc import Callable
@@ -79,11 +80,16 @@ label = "City"
 """
 
 
+TLS = ssl.create_default_context()
+
+
 def naive_lookup(sandbox_url: str, phone: str) -> bool:
     """A Studio Function's lookup: one new connection, every section in turn, no cache."""
     base = f"{sandbox_url}/v1/spaces/{SPACE}/collections"
     who = "phone:" + phone.replace("+", "%2B")
-    with httpx.Client(auth=(TOKEN, ""), timeout=10) as http:
+    # A new connection per lookup, as a Function makes; one TLS context for all of them, as
+    # Node keeps one (a new httpx client would load the CA store each time: 45 ms of Python's).
+    with httpx.Client(auth=(TOKEN, ""), timeout=10, verify=TLS) as http:
         first = http.get(f"{base}/users/profiles/{who}/traits", params={"include": TRAIT_KEYS})
         if first.status_code == 404:
             return False
@@ -209,7 +215,7 @@ def main() -> None:
                 # Warm lookups at a paced rate, by hey (a Python client would add its own ms).
                 at_rate = {
                     "connector": hey(
-                        f"{clients[0].base_url}v1/cards?from={quote(connector_phones[0])}",
+                        f"{str(clients[0].base_url).rstrip('/')}/v1/cards?from={quote(connector_phones[0])}",
                         args.seconds,
                         WARM_CLIENTS,
                         args.rate / WARM_CLIENTS,

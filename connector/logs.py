@@ -7,10 +7,13 @@ correlated), and the hash reveals neither the address nor the token.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import hmac
 import json
 import logging
+import logging.handlers
+import queue
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -59,15 +62,43 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+class Deferred(logging.handlers.QueueHandler):
+    """Hands records to a queue as they are: the listener's thread formats and writes them.
+
+    A lookup logs two lines (the lookup, the audit); formatted and written under a handler's
+    lock by the request's own thread, they made requests queue for that lock and for the GIL
+    behind whichever thread held it (half of a warm lookup's time under load, by py-spy).
+    """
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
+_listeners: list[logging.handlers.QueueListener] = []  # the one writing this process's lines
+
+
 def configure_logging(level: int = logging.INFO) -> None:
-    """JSON lines on stderr for the connector's own loggers; URL-logging libraries quietened."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    """JSON lines on stderr for the connector's own loggers, written by a thread of their own;
+    URL-logging libraries quietened."""
+    _flush_logs()
+    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    writer = logging.StreamHandler(sys.stderr)
+    writer.setFormatter(JsonFormatter())
+    listener = logging.handlers.QueueListener(lines, writer)
+    listener.start()
+    _listeners.append(listener)
     root = logging.getLogger("connector")
-    root.handlers[:] = [handler]
+    root.handlers[:] = [Deferred(lines)]
     root.setLevel(level)
     root.propagate = False
     quiet_libraries()
+
+
+@atexit.register
+def _flush_logs() -> None:
+    """Every line queued before the process exits is written."""
+    while _listeners:
+        _listeners.pop().stop()
 
 
 def server_log_config() -> dict[str, Any]:
