@@ -73,7 +73,41 @@ def reserve(
     return wait, due + pace.interval
 
 
-class LocalPacer:
+class Pacer:
+    """Taking a slot: the loop both pacers share (a RateBudget); they say how slots are kept."""
+
+    _sleep: Callable[[float], None]
+
+    def acquire(self, space_id: str, deadline: Deadline) -> bool:
+        while True:
+            answer = self.reserve(space_id, deadline.remaining())
+            if answer is None:
+                return self.without_schedule(space_id, deadline)
+            wait, reserved = answer
+            if not reserved:  # paused after a 429, or no slot before the deadline
+                if wait >= deadline.remaining():
+                    return False
+                self._sleep(wait)
+                continue
+            if wait > 0:
+                self._sleep(wait)
+                if self.paused(space_id):
+                    continue  # a 429 came while this request waited for its slot
+            return True
+
+    def reserve(self, key: str, longest: float) -> tuple[float, bool] | None:
+        """(seconds until `key`'s next slot, whether it was reserved); None: no schedule."""
+        raise NotImplementedError
+
+    def paused(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def without_schedule(self, space_id: str, deadline: Deadline) -> bool:
+        """What to do when the schedule cannot be read."""
+        return False
+
+
+class LocalPacer(Pacer):
     """The pace of one process (its share of the space's rate), shared by its threads."""
 
     def __init__(
@@ -93,27 +127,12 @@ class LocalPacer:
         """A new pace from now on; slots already given stay given."""
         self.pace = Pace.within(rate)
 
-    def acquire(self, space_id: str, deadline: Deadline) -> bool:
-        while True:
-            wait, reserved = self.reserve(space_id, deadline.remaining())
-            if not reserved:  # paused after a 429, or no slot before the deadline
-                if wait >= deadline.remaining():
-                    return False
-                self._sleep(wait)
-                continue
-            if wait > 0:
-                self._sleep(wait)
-                if self.paused_for(space_id) > 0:
-                    continue  # a 429 came while this request waited for its slot
-            return True
-
     def back_off(self, space_id: str, seconds: float) -> None:
         with self._lock:
             until = self._clock() + seconds
             self._paused_until[space_id] = max(until, self._paused_until.get(space_id, 0.0))
 
     def reserve(self, key: str, longest: float) -> tuple[float, bool]:
-        """(seconds until `key`'s next slot, whether it was reserved for this caller)."""
         with self._lock:
             now = self._clock()
             paused = self._paused_until.get(key, 0.0) - now
@@ -125,6 +144,6 @@ class LocalPacer:
             self._due[key] = due
             return wait, True
 
-    def paused_for(self, key: str) -> float:
+    def paused(self, key: str) -> bool:
         with self._lock:
-            return max(0.0, self._paused_until.get(key, 0.0) - self._clock())
+            return self._paused_until.get(key, 0.0) > self._clock()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from redis.commands.core import Script
 
-from connector.state.pacing import LocalPacer, Pace
+from connector.state.pacing import LocalPacer, Pace, Pacer
 from connector.state.rates import Deadline
 from connector.state.redis import PREFIX, SharedRedis
 
@@ -37,7 +37,7 @@ return {1, math.floor(wait * 1000)}
 """
 
 
-class SharedPacer:
+class SharedPacer(Pacer):
     def __init__(
         self,
         shared: SharedRedis,
@@ -54,29 +54,15 @@ class SharedPacer:
         """`rate` requests per second for the deployment."""
         self.pace = Pace.within(rate)
 
-    def acquire(self, space_id: str, deadline: Deadline) -> bool:
-        while True:
-            answer = self._reserve(space_id, deadline.remaining())
-            if answer is None:  # Redis cannot say: this process's share
-                return self._local.acquire(space_id, deadline)
-            wait, reserved = answer
-            if not reserved:  # paused after a 429, or no slot before the deadline
-                if wait >= deadline.remaining():
-                    return False
-                self._sleep(wait)
-                continue
-            if wait > 0:
-                self._sleep(wait)
-                if self._paused(space_id):
-                    continue  # a 429 came while this request waited for its slot
-            return True
+    def without_schedule(self, space_id: str, deadline: Deadline) -> bool:
+        return self._local.acquire(space_id, deadline)  # Redis cannot say: this process's share
 
     def back_off(self, space_id: str, seconds: float) -> None:
         self._local.back_off(space_id, seconds)
         millis = max(1, int(seconds * 1000))
         self._shared.call(lambda r: r.set(self._pause_key(space_id), 1, px=millis), None)
 
-    def _reserve(self, space_id: str, longest: float) -> tuple[float, bool] | None:
+    def reserve(self, space_id: str, longest: float) -> tuple[float, bool] | None:
         keys = [f"{PREFIX}pace:{space_id}", self._pause_key(space_id)]
         pace = self.pace
         args = [pace.interval * 1000, pace.tolerance * 1000, longest * 1000]
@@ -86,7 +72,7 @@ class SharedPacer:
         reserved, micros = answer
         return int(micros) / 1_000_000, bool(reserved)
 
-    def _paused(self, space_id: str) -> bool:
+    def paused(self, space_id: str) -> bool:
         paused = self._shared.call(lambda r: r.pttl(self._pause_key(space_id)), None)
         return isinstance(paused, int) and paused > 0
 

@@ -40,7 +40,7 @@ def budget(shared: SharedRedis, rate: float, processes: int = 2) -> SharedPacer:
 
 def slot(pacer: SharedPacer, space: str, longest: float) -> tuple[float, bool]:
     """(the wait, whether a slot was reserved), Redis answering."""
-    answer = pacer._reserve(space, longest)
+    answer = pacer.reserve(space, longest)
     assert answer is not None
     return answer
 
