@@ -188,18 +188,22 @@ def main() -> None:
                 env["REDIS_URL"] = args.redis_url
             agent = control.issue_agent_token()["token"]
             with ExitStack() as stack:
+                servers = [
+                    stack.enter_context(
+                        served_process(config, env, workers=args.workers, threads=32)
+                    )
+                    for _ in range(args.instances)
+                ]
                 clients = [
                     stack.enter_context(
                         httpx.Client(
-                            base_url=stack.enter_context(
-                                served_process(config, env, workers=args.workers, threads=32)
-                            ).url,
+                            base_url=server.url,
                             timeout=15,
                             limits=httpx.Limits(max_connections=64),
                             headers={"Authorization": f"Bearer {agent}"},
                         )
                     )
-                    for _ in range(args.instances)
+                    for server in servers
                 ]
                 turn = itertools.count()
 
@@ -215,11 +219,12 @@ def main() -> None:
                 # Warm lookups at a paced rate, by hey (a Python client would add its own ms).
                 at_rate = {
                     "connector": hey(
-                        f"{str(clients[0].base_url).rstrip('/')}/v1/cards?from={quote(connector_phones[0])}",
+                        f"{servers[0].url}/v1/cards?from={quote(connector_phones[0])}",
                         args.seconds,
                         WARM_CLIENTS,
                         args.rate / WARM_CLIENTS,
                         {"Authorization": f"Bearer {agent}"},
+                        server_pid=servers[0].process.pid,
                     )
                 }
 
@@ -249,8 +254,15 @@ def floor_at_rate(served: list[str], args: argparse.Namespace) -> Load:
     command = [sys.executable, "-m", "gunicorn", "-w", str(args.workers)]
     command += ["--bind", f"127.0.0.1:{port}", *served]
     url = f"http://127.0.0.1:{port}"
-    with command_process(command, {}, url):
-        return hey(f"{url}/floor", args.seconds, WARM_CLIENTS, args.rate / WARM_CLIENTS, {})
+    with command_process(command, {}, url) as floor:
+        return hey(
+            f"{url}/floor",
+            args.seconds,
+            WARM_CLIENTS,
+            args.rate / WARM_CLIENTS,
+            {},
+            server_pid=floor.process.pid,
+        )
 
 
 def report_at_rate(args: argparse.Namespace, at_rate: dict[str, Load]) -> None:
@@ -263,9 +275,9 @@ def report_at_rate(args: argparse.Namespace, at_rate: dict[str, Load]) -> None:
         f"{args.rate / WARM_CLIENTS:g}), one warm caller; the floor is a bare Flask app "
         f"(bench/floor.py) under the same gunicorn settings\n"
     )
-    headers = ["", "requests", "2xx", "per second", "p50 ms", "p95 ms", "p99 ms"]
+    headers = ["", "requests", "2xx", "per second", "p50 ms", "p95 ms", "p99 ms", "CPU ms/request"]
     rows: list[list[object]] = [
-        [name, load.requests, load.ok, load.per_second, load.p50, load.p95, load.p99]
+        [name, load.requests, load.ok, load.per_second, load.p50, load.p95, load.p99, load.cpu_ms]
         for name, load in at_rate.items()
     ]
     rows.append(
@@ -277,6 +289,7 @@ def report_at_rate(args: argparse.Namespace, at_rate: dict[str, Load]) -> None:
             f"{connector.p50 / floor.p50:.2f}x",
             f"{connector.p95 / floor.p95:.2f}x",
             f"{connector.p99 / floor.p99:.2f}x",
+            f"{connector.cpu_ms / floor.cpu_ms:.2f}x",
         ]
     )
     print(table(headers, rows))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ class Load:
     p50: float  # ms
     p95: float
     p99: float
+    cpu_ms: float = float("nan")  # the server's workers' CPU per request (user + system)
 
 
 def require(tool: str) -> str:
@@ -34,9 +36,28 @@ def require(tool: str) -> str:
     return found
 
 
-def hey(url: str, seconds: float, workers: int, per_worker: float, headers: dict[str, str]) -> Load:
+def workers_cpu(server_pid: int) -> float:
+    """CPU seconds used so far by a server's worker processes (Linux: /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
+    used = 0
+    for pid in children:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        used += int(fields[11]) + int(fields[12])  # utime, stime
+    return used / tick
+
+
+def hey(
+    url: str,
+    seconds: float,
+    workers: int,
+    per_worker: float,
+    headers: dict[str, str],
+    server_pid: int | None = None,
+) -> Load:
     """`workers` clients, each paced at `per_worker` requests/s, for `seconds`; every request's
-    latency from hey's CSV."""
+    latency from hey's CSV, and the CPU the server's workers used per request."""
+    cpu_before = workers_cpu(server_pid) if server_pid else 0.0
     command = [require("hey"), "-z", f"{seconds:g}s", "-c", str(workers), "-q", f"{per_worker:g}"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
@@ -45,7 +66,8 @@ def hey(url: str, seconds: float, workers: int, per_worker: float, headers: dict
     latencies = [float(row["response-time"]) for row in rows]
     ok = sum(1 for row in rows if row["status-code"].startswith("2"))
     span = max((float(row["offset"]) for row in rows), default=seconds) or seconds
-    return Load(len(rows), ok, len(rows) / span, **percentiles(latencies))
+    cpu = (workers_cpu(server_pid) - cpu_before) * 1000 / len(rows) if server_pid else float("nan")
+    return Load(len(rows), ok, len(rows) / span, **percentiles(latencies), cpu_ms=cpu)
 
 
 # Each request its own messageId (the connector would rightly answer a repeat as a duplicate),

@@ -8,13 +8,14 @@ correlated), and the hash reveals neither the address nor the token.
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import logging.handlers
-import queue
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,7 +45,14 @@ CHATTY = ("httpx", "httpcore", "werkzeug")
 
 
 def caller_hash(address: str, token: SecretStr) -> str:
-    key = hashlib.sha256(b"connector-log-key:" + token.get_secret_value().encode()).digest()
+    return _keyed_hash(address, token.get_secret_value())
+
+
+@functools.lru_cache(maxsize=4096)
+def _keyed_hash(address: str, token: str) -> str:
+    """Remembered: every lookup logs its caller twice (the lookup, the audit), and again at
+    each lookup of the same call."""
+    key = hashlib.sha256(b"connector-log-key:" + token.encode()).digest()
     return "h_" + hmac.new(key, address.encode(), hashlib.sha256).hexdigest()[:16]
 
 
@@ -62,33 +70,45 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
-class Deferred(logging.handlers.QueueHandler):
-    """Hands records to a queue as they are: the listener's thread formats and writes them.
+class Batched(logging.handlers.MemoryHandler):
+    """Lines kept in memory and written together: when 200 are waiting, at a warning or worse,
+    every FLUSH_EVERY seconds (a thread of its own), and when the process exits.
 
-    A lookup logs two lines (the lookup, the audit); formatted and written under a handler's
-    lock by the request's own thread, they made requests queue for that lock and for the GIL
-    behind whichever thread held it (half of a warm lookup's time under load, by py-spy).
+    A lookup logs two lines (the lookup, the audit). Written one by one, each took the handler's
+    lock, a write and a flush on the request's thread, and requests queued for that lock (half
+    of a warm lookup's time under load, by py-spy); handed to a queue, each woke a writer thread
+    and gave it the GIL. Appending to a list does neither.
     """
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        return record
+    def __init__(self, target: logging.Handler) -> None:
+        super().__init__(capacity=200, flushLevel=logging.WARNING, target=target)
+        self._stop = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_now_and_then, daemon=True)
+        self._flusher.start()
+
+    def _flush_now_and_then(self) -> None:
+        while not self._stop.wait(FLUSH_EVERY):
+            self.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        super().close()  # flushes what is left
 
 
-_listeners: list[logging.handlers.QueueListener] = []  # the one writing this process's lines
+FLUSH_EVERY = 0.2  # seconds a line may wait before it is written
+_handlers: list[Batched] = []  # the one holding this process's lines
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """JSON lines on stderr for the connector's own loggers, written by a thread of their own;
-    URL-logging libraries quietened."""
+    """JSON lines on stderr for the connector's own loggers, written in batches; URL-logging
+    libraries quietened."""
     _flush_logs()
-    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     writer = logging.StreamHandler(sys.stderr)
     writer.setFormatter(JsonFormatter())
-    listener = logging.handlers.QueueListener(lines, writer)
-    listener.start()
-    _listeners.append(listener)
+    handler = Batched(writer)
+    _handlers.append(handler)
     root = logging.getLogger("connector")
-    root.handlers[:] = [Deferred(lines)]
+    root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
     quiet_libraries()
@@ -96,9 +116,9 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 @atexit.register
 def _flush_logs() -> None:
-    """Every line queued before the process exits is written."""
-    while _listeners:
-        _listeners.pop().stop()
+    """Every line kept before the process exits is written."""
+    while _handlers:
+        _handlers.pop().close()
 
 
 def server_log_config() -> dict[str, Any]:

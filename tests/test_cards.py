@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from connector.cards.build import build_card, display, display_name, humanize, studio_payload
+from connector.cards.build import (
+    build_card,
+    card_body,
+    display,
+    display_name,
+    for_request,
+    humanize,
+    studio_payload,
+)
 from connector.cards.profile import AccountData, ProfileData
 from connector.config.schema import ConnectionFile
 
@@ -209,3 +217,19 @@ def test_a_caller_who_is_no_customer_is_a_not_found_card_with_the_reason(reason:
     flat = studio_payload(built, "not_found")
     assert (flat["found"], flat["status"], flat["reason"]) == (False, "not_found", reason)
     assert studio_payload(build_card(CONFIG, "x", None, NOW, NOW), "not_found")["reason"] is None
+
+
+def test_one_body_serves_every_request_with_its_own_lookup_and_age() -> None:
+    """A warm card's body is built once per fetch and version of the file; what was asked and
+    how old the data is belong to each request."""
+    body = card_body(CONFIG, DATA)
+    fetched = NOW - timedelta(seconds=30)
+    first = for_request(body, "+1 415 555 0123", DATA, fetched, NOW)
+    later = for_request(body, "whatsapp:+14155550123", DATA, fetched, NOW + timedelta(seconds=90))
+    assert (first.lookup.input, first.freshness.age_seconds) == ("+1 415 555 0123", 30)
+    assert (later.lookup.input, later.freshness.age_seconds) == ("whatsapp:+14155550123", 120)
+    assert first.model_dump(exclude={"lookup", "freshness"}) == later.model_dump(
+        exclude={"lookup", "freshness"}
+    )
+    assert body.lookup.input == "" and body.freshness.fetched_at == ""  # the body is untouched
+    assert first == build_card(CONFIG, "+1 415 555 0123", DATA, fetched, NOW)

@@ -49,6 +49,20 @@ def build_card(
     stale: bool = False,
     reason: NoCustomerReason | None = None,
 ) -> ProfileCard:
+    return for_request(card_body(config, data), lookup_input, data, fetched_at, now, stale, reason)
+
+
+def for_request(
+    body: ProfileCard,
+    lookup_input: str,
+    data: ProfileData | None,
+    fetched_at: datetime,
+    now: datetime,
+    stale: bool = False,
+    reason: NoCustomerReason | None = None,
+) -> ProfileCard:
+    """A card body (see card_body) with what belongs to this request: what was asked, and how
+    old the data is now."""
     freshness = Freshness(
         fetched_at=fetched_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         age_seconds=max(0, int((now - fetched_at).total_seconds())),
@@ -58,11 +72,21 @@ def build_card(
     lookup = CardLookup(
         input=lookup_input, identifier=data.matched if data else None, reason=reason
     )
+    return body.model_copy(update={"lookup": lookup, "freshness": freshness})
+
+
+NO_LOOKUP = CardLookup(input="", identifier=None, reason=None)
+NO_FRESHNESS = Freshness(fetched_at="", age_seconds=0, stale=False, missing=[])
+
+
+def card_body(config: ConnectionFile, data: ProfileData | None) -> ProfileCard:
+    """What the card shows of a profile under a version of the connection file: the same for
+    every request while both stay the same (lookup and freshness are left blank)."""
     if data is None:
         return ProfileCard(
             found=False,
             connection=config.connection.friendly_name,
-            lookup=lookup,
+            lookup=NO_LOOKUP,
             profile=None,
             identifiers=[],
             traits=[],
@@ -70,12 +94,12 @@ def build_card(
             computed_traits=[],
             events=[],
             accounts=[],
-            freshness=freshness,
+            freshness=NO_FRESHNESS,
         )
     return ProfileCard(
         found=True,
         connection=config.connection.friendly_name,
-        lookup=lookup,
+        lookup=NO_LOOKUP,
         profile=CardProfile(
             segment_id=data.segment_id,
             name=display_name(data),
@@ -93,7 +117,7 @@ def build_card(
         accounts=[
             CardAccount(group_id=a.group_id, traits=labelled([], a.traits)) for a in data.accounts
         ],
-        freshness=freshness,
+        freshness=NO_FRESHNESS,
     )
 
 

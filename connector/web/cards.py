@@ -38,7 +38,8 @@ def look_up() -> CardAnswer:
 @policy(customer_data=True)
 def card() -> Response:
     """Not found is a successful lookup (`found: false`); Segment's failures are 503s."""
-    return jsonify(look_up().card.model_dump(mode="json"))
+    # pydantic's own serializer: a tenth of a warm lookup's CPU went to model_dump + json.dumps
+    return Response(look_up().card.model_dump_json(), mimetype="application/json")
 
 
 @blueprint.post("/v1/studio/lookup")
