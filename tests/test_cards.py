@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from connector.cards.build import (
-    build_card,
     card_body,
     display,
     display_name,
@@ -65,7 +64,14 @@ DATA = ProfileData(
 def card(
     data: ProfileData | None = DATA, config: ConnectionFile = CONFIG, **kwargs: Any
 ) -> dict[str, Any]:
-    built = build_card(config, "+1 (415) 555-0123", data, NOW - timedelta(seconds=3), NOW, **kwargs)
+    built = for_request(
+        card_body(config, data),
+        "+1 (415) 555-0123",
+        data,
+        NOW - timedelta(seconds=3),
+        NOW,
+        **kwargs,
+    )
     result: dict[str, Any] = built.model_dump(mode="json")
     return result
 
@@ -187,7 +193,7 @@ def test_display_name(traits: dict[str, Any], name: str) -> None:
 
 
 def test_studio_payload_is_flat() -> None:
-    built = build_card(CONFIG, "x", DATA, NOW, NOW)
+    built = for_request(card_body(CONFIG, DATA), "x", DATA, NOW, NOW)
     flat = studio_payload(built, "found")
     assert flat["trait_plan"] == "gold" and flat["audience_vip"] is True
     assert flat["identifier_email"] == "a@example.com" and flat["account_name"] == "Initech"
@@ -203,7 +209,7 @@ def test_studio_payload_stays_under_64_kb() -> None:
         computed_traits={f"k{n}": "x" * 2000 for n in range(200)},
     )
     bare = ConnectionFile.model_validate({"connection": {"friendly_name": "x", "space_id": "s"}})
-    flat = studio_payload(build_card(bare, "x", huge, NOW, NOW), "found")
+    flat = studio_payload(for_request(card_body(bare, huge), "x", huge, NOW, NOW), "found")
     assert len(json.dumps(flat).encode()) < 64 * 1024
     assert flat["status"] == "found" and flat["found"] is True
     assert "reason" in flat and "segment_id" in flat  # the fixed fields stay
@@ -212,11 +218,19 @@ def test_studio_payload_stays_under_64_kb() -> None:
 
 @pytest.mark.parametrize("reason", ["withheld", "not_a_customer_address"])
 def test_a_caller_who_is_no_customer_is_a_not_found_card_with_the_reason(reason: str) -> None:
-    built = build_card(CONFIG, "anonymous", None, NOW, NOW, reason=reason)  # type: ignore[arg-type]
+    built = for_request(
+        card_body(CONFIG, None),
+        "anonymous",
+        None,
+        NOW,
+        NOW,
+        reason=reason,  # type: ignore[arg-type]
+    )
     assert built.found is False and built.lookup.reason == reason
     flat = studio_payload(built, "not_found")
     assert (flat["found"], flat["status"], flat["reason"]) == (False, "not_found", reason)
-    assert studio_payload(build_card(CONFIG, "x", None, NOW, NOW), "not_found")["reason"] is None
+    not_found = for_request(card_body(CONFIG, None), "x", None, NOW, NOW)
+    assert studio_payload(not_found, "not_found")["reason"] is None
 
 
 def test_one_body_serves_every_request_with_its_own_lookup_and_age() -> None:
@@ -232,4 +246,3 @@ def test_one_body_serves_every_request_with_its_own_lookup_and_age() -> None:
         exclude={"lookup", "freshness"}
     )
     assert body.lookup.input == "" and body.freshness.fetched_at == ""  # the body is untouched
-    assert first == build_card(CONFIG, "+1 415 555 0123", DATA, fetched, NOW)

@@ -40,18 +40,6 @@ STUDIO_VALUE_LIMIT = 500
 STUDIO_FIXED_FIELDS = 9  # found ... segment_id: always there, whatever else must go
 
 
-def build_card(
-    config: ConnectionFile,
-    lookup_input: str,
-    data: ProfileData | None,
-    fetched_at: datetime,
-    now: datetime,
-    stale: bool = False,
-    reason: NoCustomerReason | None = None,
-) -> ProfileCard:
-    return for_request(card_body(config, data), lookup_input, data, fetched_at, now, stale, reason)
-
-
 def for_request(
     body: ProfileCard,
     lookup_input: str,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from cachetools import LRUCache
 
 from connector.cards.addresses import Address, NoCustomer
-from connector.cards.build import build_card, card_body, for_request
+from connector.cards.build import card_body, for_request
 from connector.cards.lookup import ProfileLookup
 from connector.cards.models import ProfileCard
 from connector.cards.profile import ProfileData
@@ -158,7 +158,8 @@ class CardService:
     ) -> CardAnswer:
         """The "not found" card of a withheld or non-customer caller: Segment is not asked."""
         now = datetime.now(UTC)
-        card = build_card(connection.file, lookup_input, None, now, now, reason=caller.reason)
+        body = card_body(connection.file, None)
+        card = for_request(body, lookup_input, None, now, now, reason=caller.reason)
         log.info(
             "lookup",
             extra={
