@@ -27,6 +27,7 @@ import random
 import ssl
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from twilio.request_validator import RequestValidator
 
 from bench.common import percentiles, table, timed_concurrently
 from bench.loadgen import Load, hey
@@ -159,9 +161,10 @@ def main() -> None:
     if args.instances > 1 and args.redis_url is None:
         args.redis_url = "redis://127.0.0.1:6379/14"
     rng = random.Random(7)
-    chosen = rng.sample(range(args.profiles), 2 * args.lookups)
+    chosen = rng.sample(range(args.profiles), 2 * args.lookups + SCREEN_POPS)
     connector_phones = [synthetic_phone(n) for n in chosen[: args.lookups]]
-    naive_phones = [synthetic_phone(n) for n in chosen[args.lookups :]]
+    naive_phones = [synthetic_phone(n) for n in chosen[args.lookups : 2 * args.lookups]]
+    screen_pop_phones = [synthetic_phone(n) for n in chosen[2 * args.lookups :]]
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "profiles.jsonl"
@@ -216,6 +219,9 @@ def main() -> None:
                     control, connector_phones, args.concurrency, through_connector
                 )
                 warm = measured(control, connector_phones, args.concurrency, through_connector)
+                ahead = screen_pop(
+                    control, servers[0].url, agent, screen_pop_phones, args.concurrency
+                )
                 # Warm lookups at a paced rate, by hey (a Python client would add its own ms).
                 at_rate = {
                     "connector": hey(
@@ -237,7 +243,45 @@ def main() -> None:
         for name, served in FLOORS.items():
             at_rate[name] = floor_at_rate(served, args)
     report(args, cold, warm, naive_cold, naive_warm)
+    print(
+        f"\nScreen pop ahead of the agent: a Studio lookup (signed as Twilio signs) for each of "
+        f"{SCREEN_POPS} new callers, then the agents' cards {AGENT_AFTER:g} s after the last: "
+        f"card p50 {ahead['p50']:.1f} ms, p99 {ahead['p99']:.1f} ms (a cold card: "
+        f"{cold['p50']:.1f} ms); {ahead['calls']:.1f} upstream calls per card."
+    )
     report_at_rate(args, at_rate)
+
+
+AGENT_AFTER = 2.0  # seconds between the Studio lookups and the agents' cards
+SCREEN_POPS = 100  # callers of the screen-pop measure
+
+
+def screen_pop(
+    control: SandboxControl, url: str, agent: str, phones: list[str], concurrency: int
+) -> dict[str, float]:
+    """Calls as they go: Studio's Make HTTP Request widget looks each caller up (the flow
+    routes the call), then, AGENT_AFTER seconds after the last of them, each agent's plugin
+    asks for the card."""
+    signer = RequestValidator(SANDBOX.twilio_auth_token)
+    studio_url = f"{url}/v1/studio/lookup"
+    with httpx.Client(timeout=15, limits=httpx.Limits(max_connections=64)) as http:
+
+        def studio(phone: str) -> None:
+            form = {"From": phone}
+            signature = signer.compute_signature(studio_url, form)
+            http.post(studio_url, data=form, headers={"X-Twilio-Signature": signature})
+
+        def agent_card(phone: str) -> bool:
+            card = http.get(
+                f"{url}/v1/cards",
+                params={"from": phone},
+                headers={"Authorization": f"Bearer {agent}"},
+            )
+            return bool(card.json()["found"])
+
+        timed_concurrently(phones, concurrency, studio)
+        time.sleep(AGENT_AFTER)
+        return measured(control, phones, concurrency, agent_card)
 
 
 WARM_CLIENTS = 10
