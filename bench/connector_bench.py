@@ -25,7 +25,6 @@ import argparse
 import itertools
 import random
 import ssl
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -38,13 +37,13 @@ import httpx
 from twilio.request_validator import RequestValidator
 
 from bench.common import percentiles, table, timed_concurrently
+from bench.floor import FLOORS, floor_served
 from bench.loadgen import Load, hey
 from connector.sandbox.control_client import SandboxControl
 from connector.sandbox.core import SandboxConfig
 from connector.sandbox.datagen import synthetic_phone, write_synthetic
 from connector.sandbox.process import sandbox_process
-from connector.serving.loopback import free_port
-from connector.serving.processes import command_process, served_process
+from connector.serving.processes import served_process
 
 SPACE, TOKEN = "spa_bench", "bench-token"
 SANDBOX = SandboxConfig()  # its Twilio account checks the benchmark agent's Flex token
@@ -285,22 +284,12 @@ def screen_pop(
 
 
 WARM_CLIENTS = 10
-# The floor (bench/floor.py) under gunicorn with 2 workers: behind the connector's own front,
-# and under gthread, the usual way to serve Flask.
-FLOORS = {
-    "floor (the connector's front)": ["-k", "asgi", "bench.floor:bridged"],
-    "floor (gthread, 32 threads)": ["-k", "gthread", "--threads", "32", "bench.floor:app"],
-}
 
 
 def floor_at_rate(served: list[str], args: argparse.Namespace) -> Load:
-    port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "-w", str(args.workers)]
-    command += ["--bind", f"127.0.0.1:{port}", *served]
-    url = f"http://127.0.0.1:{port}"
-    with command_process(command, {}, url) as floor:
+    with floor_served(served, args.workers) as floor:
         return hey(
-            f"{url}/floor",
+            f"{floor.url}/floor",
             args.seconds,
             WARM_CLIENTS,
             args.rate / WARM_CLIENTS,

@@ -13,9 +13,15 @@ connector's warm lookups and event acceptance are measured beside it:
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from flask import Flask
 
 from connector.serving.bridge import BridgeLimits, WsgiBridge
+from connector.serving.loopback import free_port
+from connector.serving.processes import ServedProcess, command_process
 from connector.web.fields import MAX_BODY_BYTES
 
 THREADS = 32  # as connector_bench serves the connector
@@ -36,3 +42,20 @@ def floor() -> dict[str, object]:
 bridged = WsgiBridge(
     app, BridgeLimits(threads=THREADS, max_body=MAX_BODY_BYTES, deadline=lambda: 4.0)
 )
+
+
+# gunicorn's arguments for each way of serving the floor, by the name the benchmarks print.
+FLOORS = {
+    "floor (the connector's front)": ["-k", "asgi", "bench.floor:bridged"],
+    "floor (gthread, 32 threads)": ["-k", "gthread", "--threads", str(THREADS), "bench.floor:app"],
+}
+
+
+@contextmanager
+def floor_served(served: list[str], workers: int) -> Iterator[ServedProcess]:
+    """The floor under gunicorn with `workers` workers until the block ends; POST or GET /floor."""
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "-w", str(workers)]
+    command += ["--bind", f"127.0.0.1:{port}", *served]
+    with command_process(command, {}, f"http://127.0.0.1:{port}") as floor:
+        yield floor

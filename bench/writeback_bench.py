@@ -8,7 +8,9 @@ and measures acceptance alone: each POST /v1/events identifies the caller throug
 then commits to the SQLite outbox (or, with `--database-url`, to the PostgreSQL one: give it a
 database or schema of its own, e.g. `?options=-c%20search_path%3Dbench`). Phase 2 lets delivery
 through, makes every held event due at once (`connector outbox --retry-now`), and measures how fast
-the drainers empty the outbox into /v1/batch.
+the drainers empty the outbox into /v1/batch. Phase 3 posts events as fast as Debian's `wrk`
+sends them (`-t2 -c16`, each its own messageId; `sudo apt-get install -y wrk`), and the floor
+(bench/floor.py, a bare Flask app under the same gunicorn settings) the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 import httpx
 
 from bench.common import percentiles, table, timed_concurrently
+from bench.floor import FLOORS, floor_served
+from bench.loadgen import Load, wrk
 from connector.sandbox.control_client import SandboxControl
 from connector.sandbox.core import SandboxConfig
 from connector.sandbox.process import sandbox_process
@@ -84,6 +88,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--database-url", help="the outbox in this PostgreSQL (DATABASE_URL)")
+    parser.add_argument("--seconds", type=float, default=10, help="of the wrk phase")
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -124,6 +129,16 @@ def main() -> None:
             while outbox.depth().pending:
                 time.sleep(0.02)
             deliver_wall = time.perf_counter() - started
+            # Phase 3: as fast as wrk sends them, beside the floor under the same load.
+            headers = {"Authorization": f"Bearer {agent}"}
+            at_full = {
+                "connector (POST /v1/events)": wrk(
+                    f"{url}/v1/events", args.seconds, 2, 16, EVENT, Path(tmp), headers
+                )
+            }
+        for name, served_floor in FLOORS.items():
+            with floor_served(served_floor, 2) as bare:
+                at_full[name] = wrk(f"{bare.url}/floor", args.seconds, 2, 16, EVENT, Path(tmp), {})
         stats = control.stats()["tracking"]
         control.close()
     p = percentiles(latencies)
@@ -160,6 +175,40 @@ def main() -> None:
         f"\nat the sandbox: {stats.get('accepted', 0)} accepted, dropped {stats['dropped']}, "
         f"{stats['repeated_message_ids']} messageIds received more than once"
     )
+    connector = at_full["connector (POST /v1/events)"]
+    floor = max((load for load in at_full.values() if load is not connector), key=rate)
+    print(
+        f"\nEvents at full speed for {args.seconds:g} s: wrk -t2 -c16, each event its own "
+        f"messageId; the floor is a bare Flask app (bench/floor.py) under the same gunicorn "
+        f"settings\n"
+    )
+    rows: list[list[object]] = [
+        [name, load.requests, load.ok, load.per_second, load.p50, load.p95, load.p99]
+        for name, load in at_full.items()
+    ]
+    rows.append(
+        [
+            "connector / fastest floor",
+            "",
+            "",
+            f"{connector.per_second / floor.per_second:.2f}x",
+            f"{connector.p50 / floor.p50:.2f}x",
+            f"{connector.p95 / floor.p95:.2f}x",
+            f"{connector.p99 / floor.p99:.2f}x",
+        ]
+    )
+    print(table(["", "requests", "2xx", "per second", "p50 ms", "p95 ms", "p99 ms"], rows))
+
+
+def rate(load: Load) -> float:
+    return load.per_second
+
+
+# wrk's body: `%s` is each event's own messageId (see bench.loadgen.wrk).
+EVENT = (
+    '{"event": "Bench Event", "from": "+14155550123", "messageId": "%s", '
+    '"properties": {"channel": "voice"}}'
+)
 
 
 if __name__ == "__main__":
