@@ -36,6 +36,11 @@ def require(tool: str) -> str:
     return found
 
 
+def header_options(headers: dict[str, str]) -> list[str]:
+    """`-H "Name: value"` for each header: hey and wrk take them alike."""
+    return [option for name, value in headers.items() for option in ("-H", f"{name}: {value}")]
+
+
 def workers_cpu(server_pid: int) -> float:
     """CPU seconds used so far by a server's worker processes (Linux: /proc)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -59,8 +64,7 @@ def hey(
     latency from hey's CSV, and the CPU the server's workers used per request."""
     cpu_before = workers_cpu(server_pid) if server_pid else 0.0
     command = [require("hey"), "-z", f"{seconds:g}s", "-c", str(workers), "-q", f"{per_worker:g}"]
-    for name, value in headers.items():
-        command += ["-H", f"{name}: {value}"]
+    command += header_options(headers)
     out = subprocess.run([*command, "-o", "csv", url], capture_output=True, text=True, check=True)
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
     latencies = [float(row["response-time"]) for row in rows]
@@ -72,13 +76,20 @@ def hey(
 
 # Each request its own messageId (the connector would rightly answer a repeat as a duplicate),
 # and wrk's own latency distribution printed in microseconds for the figures.
+# Each thread has a Lua state of its own, seeded alike: a thread number from setup() keeps two
+# threads from making the same ids.
 EVENTS_LUA = """
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
 counter = 0
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 request = function()
   counter = counter + 1
-  local id = string.format("bench-%d-%d-%d", math.random(1, 1e9), os.time(), counter)
+  local id = string.format("bench-%d-%d-%d", os.time(), tid, counter)
   return wrk.format(nil, nil, nil, string.format(BODY, id))
 end
 done = function(summary, latency, requests)
@@ -104,8 +115,7 @@ def wrk(
     quoted = body.replace("\\", "\\\\").replace('"', '\\"')
     script.write_text(f'BODY = "{quoted}"\n' + EVENTS_LUA, encoding="utf-8")
     command = [require("wrk"), "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s"]
-    for name, value in headers.items():
-        command += ["-H", f"{name}: {value}"]
+    command += header_options(headers)
     out = subprocess.run(
         [*command, "-s", str(script), url], capture_output=True, text=True, check=True
     )

@@ -24,7 +24,7 @@ import httpx
 
 from bench.common import percentiles, table, timed_concurrently
 from bench.floor import FLOORS, floor_served
-from bench.loadgen import Load, wrk
+from bench.loadgen import wrk
 from connector.sandbox.control_client import SandboxControl
 from connector.sandbox.core import SandboxConfig
 from connector.sandbox.process import sandbox_process
@@ -176,7 +176,9 @@ def main() -> None:
         f"{stats['repeated_message_ids']} messageIds received more than once"
     )
     connector = at_full["connector (POST /v1/events)"]
-    floor = max((load for load in at_full.values() if load is not connector), key=rate)
+    floor = max(
+        (load for load in at_full.values() if load is not connector), key=lambda f: f.per_second
+    )
     print(
         f"\nEvents at full speed for {args.seconds:g} s: wrk -t2 -c16, each event its own "
         f"messageId; the floor is a bare Flask app (bench/floor.py) under the same gunicorn "
@@ -198,10 +200,6 @@ def main() -> None:
         ]
     )
     print(table(["", "requests", "2xx", "per second", "p50 ms", "p95 ms", "p99 ms"], rows))
-
-
-def rate(load: Load) -> float:
-    return load.per_second
 
 
 # wrk's body: `%s` is each event's own messageId (see bench.loadgen.wrk).

@@ -228,9 +228,8 @@ class ProfileLookup:
         return accounts
 
 
-NOT_ASKED: dict[
-    str, Any
-] = {}  # a speculative section that found no free slot (compared by identity)
+# A speculative section that found no free slot (compared by identity).
+NOT_ASKED: dict[str, Any] = {}
 
 
 def _cancel(futures: dict[str, Future[dict[str, Any]]]) -> None:

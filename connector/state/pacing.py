@@ -76,7 +76,12 @@ def reserve(
 class Pacer:
     """Taking a slot: the loop both pacers share (a RateBudget); they say how slots are kept."""
 
+    pace: Pace
     _sleep: Callable[[float], None]
+
+    def set_rate(self, rate: float) -> None:
+        """A new pace from now on; slots already given stay given."""
+        self.pace = Pace.within(rate)
 
     def acquire(self, space_id: str, deadline: Deadline) -> bool:
         while True:
@@ -122,10 +127,6 @@ class LocalPacer(Pacer):
         self._lock = threading.Lock()
         self._due: dict[str, float] = {}
         self._paused_until: dict[str, float] = {}
-
-    def set_rate(self, rate: float) -> None:
-        """A new pace from now on; slots already given stay given."""
-        self.pace = Pace.within(rate)
 
     def back_off(self, space_id: str, seconds: float) -> None:
         with self._lock:

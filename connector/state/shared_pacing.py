@@ -48,11 +48,7 @@ class SharedPacer(Pacer):
         self._local = local
         self._sleep = sleep
         self._script: Script = shared.client.register_script(RESERVE)
-        self.pace = Pace.within(100)
-
-    def set_rate(self, rate: float) -> None:
-        """`rate` requests per second for the deployment."""
-        self.pace = Pace.within(rate)
+        self.pace = Pace.within(100)  # until ProfileApi sets the connection's rate
 
     def without_schedule(self, space_id: str, deadline: Deadline) -> bool:
         return self._local.acquire(space_id, deadline)  # Redis cannot say: this process's share
