@@ -109,8 +109,11 @@ def wrk(
     body: str,
     folder: Path,
     headers: dict[str, str],
+    server_pid: int | None = None,
 ) -> Load:
-    """wrk posting `body` (with `%s` where each request's messageId goes) as fast as it can."""
+    """wrk posting `body` (with `%s` where each request's messageId goes) as fast as it can,
+    and the CPU the server's workers used per request."""
+    cpu_before = workers_cpu(server_pid) if server_pid else 0.0
     script = folder / "events.lua"
     quoted = body.replace("\\", "\\\\").replace('"', '\\"')
     script.write_text(f'BODY = "{quoted}"\n' + EVENTS_LUA, encoding="utf-8")
@@ -123,4 +126,5 @@ def wrk(
     if match is None:
         raise RuntimeError(f"wrk said:\n{out.stdout}\n{out.stderr}")
     requests, ok, micros, p50, p95, p99 = (int(g) for g in match.groups())
-    return Load(requests, ok, requests / (micros / 1e6), p50 / 1000, p95 / 1000, p99 / 1000)
+    cpu = (workers_cpu(server_pid) - cpu_before) * 1000 / requests if server_pid else float("nan")
+    return Load(requests, ok, requests / (micros / 1e6), p50 / 1000, p95 / 1000, p99 / 1000, cpu)

@@ -133,12 +133,21 @@ def main() -> None:
             headers = {"Authorization": f"Bearer {agent}"}
             at_full = {
                 "connector (POST /v1/events)": wrk(
-                    f"{url}/v1/events", args.seconds, 2, 16, EVENT, Path(tmp), headers
+                    f"{url}/v1/events",
+                    args.seconds,
+                    2,
+                    16,
+                    EVENT,
+                    Path(tmp),
+                    headers,
+                    served.process.pid,
                 )
             }
         for name, served_floor in FLOORS.items():
             with floor_served(served_floor, 2) as bare:
-                at_full[name] = wrk(f"{bare.url}/floor", args.seconds, 2, 16, EVENT, Path(tmp), {})
+                at_full[name] = wrk(
+                    f"{bare.url}/floor", args.seconds, 2, 16, EVENT, Path(tmp), {}, bare.process.pid
+                )
         stats = control.stats()["tracking"]
         control.close()
     p = percentiles(latencies)
@@ -185,7 +194,7 @@ def main() -> None:
         f"settings\n"
     )
     rows: list[list[object]] = [
-        [name, load.requests, load.ok, load.per_second, load.p50, load.p95, load.p99]
+        [name, load.requests, load.ok, load.per_second, load.p50, load.p95, load.p99, load.cpu_ms]
         for name, load in at_full.items()
     ]
     rows.append(
@@ -197,9 +206,11 @@ def main() -> None:
             f"{connector.p50 / floor.p50:.2f}x",
             f"{connector.p95 / floor.p95:.2f}x",
             f"{connector.p99 / floor.p99:.2f}x",
+            f"{connector.cpu_ms / floor.cpu_ms:.2f}x",
         ]
     )
-    print(table(["", "requests", "2xx", "per second", "p50 ms", "p95 ms", "p99 ms"], rows))
+    columns = ["", "requests", "2xx", "per second", "p50 ms", "p95 ms", "p99 ms", "CPU ms/req"]
+    print(table(columns, rows))
 
 
 # wrk's body: `%s` is each event's own messageId (see bench.loadgen.wrk).

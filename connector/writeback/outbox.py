@@ -9,7 +9,9 @@ its lease ends), mark them sent, put them back with a delay, or park them as dea
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -18,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from connector.writeback.group_commit import GroupCommit
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -82,6 +86,22 @@ class Row:
 
 
 @dataclass(frozen=True)
+class NewRow:
+    """A message on its way into the outbox (see `new_row`)."""
+
+    message_id: str
+    body: str
+    size: int
+    created_at: float
+    subject: str | None
+
+
+def new_row(message: Mapping[str, Any], subject: str | None, now: float) -> NewRow:
+    body = encode_message(message)
+    return NewRow(message["messageId"], body.decode(), len(body), now, subject)
+
+
+@dataclass(frozen=True)
 class Depth:
     pending: int
     oldest_pending_age: float | None
@@ -134,6 +154,44 @@ class OutboxStore(Protocol):
     def close(self) -> None: ...
 
 
+class WriteLock:
+    """One writer at a time on an SQLite file, across the threads and processes that use it.
+
+    SQLite's own lock makes a second writer poll, sleeping up to 100 ms between tries: with two
+    gunicorn workers writing at once, some requests waited a second. A lock on a file beside it
+    (flock) wakes the next writer as soon as the first is done, and the kernel drops it if its
+    holder dies.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._threads = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._threads:
+            fd = self._file()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _file(self) -> int:
+        # A process forked with it open would share its lock: each process opens its own.
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = None
+
+
 class Outbox:
     """One connection per thread (sqlite3 connections are not shared across threads)."""
 
@@ -141,14 +199,17 @@ class Outbox:
         self.path = path
         self._clock = clock
         self._local = threading.local()
+        self._write_lock = WriteLock(path.with_name(path.name + ".lock"))
+        self._adding: GroupCommit[NewRow, bool] = GroupCommit(self._insert)
         path.parent.mkdir(parents=True, exist_ok=True)
         db = self._db()
-        db.executescript(SCHEMA)  # idempotent; executescript manages its own commit
-        columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
-        if "subject" not in columns:
-            for statement in MIGRATIONS:
-                db.execute(statement)
-        db.execute(SUBJECT_INDEX)
+        with self._write_lock.held():
+            db.executescript(SCHEMA)  # idempotent; executescript manages its own commit
+            columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+            if "subject" not in columns:
+                for statement in MIGRATIONS:
+                    db.execute(statement)
+            db.execute(SUBJECT_INDEX)
 
     @property
     def location(self) -> str:
@@ -163,6 +224,7 @@ class Outbox:
         if db is not None:
             db.close()
             self._local.db = None
+        self._write_lock.close()
 
     def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -183,25 +245,34 @@ class Outbox:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        with self._write_lock.held():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def add(self, message: Mapping[str, Any], subject: str | None = None) -> bool:
-        """Commit a message about `subject`; False when its messageId is already here."""
-        body = encode_message(message)
-        now = self._clock()
+        """Commit a message about `subject`; False when its messageId is already here.
+
+        It returns once the message is committed, in one transaction with the messages other
+        threads added at the same moment (connector.writeback.group_commit).
+        """
+        return self._adding.submit(new_row(message, subject, self._clock()))
+
+    def _insert(self, rows: Sequence[NewRow]) -> list[bool]:
         with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO outbox (message_id, body, size, created_at,"
-                " next_attempt_at, subject) VALUES (?, ?, ?, ?, ?, ?)",
-                (message["messageId"], body.decode(), len(body), now, now, subject),
-            )
-        return cursor.rowcount == 1
+            return [
+                db.execute(
+                    "INSERT OR IGNORE INTO outbox (message_id, body, size, created_at,"
+                    " next_attempt_at, subject) VALUES (?, ?, ?, ?, ?, ?)",
+                    (r.message_id, r.body, r.size, r.created_at, r.created_at, r.subject),
+                ).rowcount
+                == 1
+                for r in rows
+            ]
 
     def delivered_since(self, subject: str, moment: float) -> bool:
         """Whether an event about `subject` reached Segment after `moment` (wall clock)."""
@@ -326,9 +397,10 @@ class Outbox:
         """
         forgotten = self.forget_sent(older_than)
         db = self._db()
-        # executescript runs it to the end; execute() would free a single page.
-        db.executescript("PRAGMA incremental_vacuum;")
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # a busy reader: next time
+        with self._write_lock.held():
+            # executescript runs it to the end; execute() would free a single page.
+            db.executescript("PRAGMA incremental_vacuum;")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # a busy reader: next time
         return forgotten
 
     def file_bytes(self) -> int:

@@ -23,11 +23,13 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from connector.errors import OutboxUnavailable
+from connector.writeback.group_commit import GroupCommit
 from connector.writeback.outbox import (
     KEEP_SENT_SECONDS,
     Depth,
+    NewRow,
     Row,
-    encode_message,
+    new_row,
     within_bytes,
 )
 
@@ -112,6 +114,7 @@ class PostgresOutbox:
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         self._down_until = 0.0
+        self._adding: GroupCommit[NewRow, bool] = GroupCommit(self._insert)
         self._pool = ConnectionPool(
             url,
             min_size=1,
@@ -197,19 +200,37 @@ class PostgresOutbox:
         return True
 
     def add(self, message: Mapping[str, Any], subject: str | None = None) -> bool:
-        """Commit a message about `subject`; False when its messageId is already here."""
-        body = encode_message(message)
-        now = self._clock()
+        """Commit a message about `subject`; False when its messageId is already here.
 
-        def insert(conn: psycopg.Connection[Any]) -> bool:
+        It returns once the message is committed, in one statement with the messages other
+        threads added at the same moment (connector.writeback.group_commit).
+        """
+        return self._adding.submit(new_row(message, subject, self._clock()))
+
+    def _insert(self, rows: Sequence[NewRow]) -> list[bool]:
+        def insert(conn: psycopg.Connection[Any]) -> set[str]:
             cursor = conn.execute(
                 "INSERT INTO connector_outbox (message_id, body, size, created_at, next_attempt_at,"
-                " subject) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (message_id) DO NOTHING",
-                (message["messageId"], body.decode(), len(body), now, now, subject),
+                " subject) SELECT m, b, s, c, c, j FROM unnest(%s::text[], %s::text[],"
+                " %s::int[], %s::float8[], %s::text[]) AS t(m, b, s, c, j)"
+                " ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
+                (
+                    [r.message_id for r in rows],
+                    [r.body for r in rows],
+                    [r.size for r in rows],
+                    [r.created_at for r in rows],
+                    [r.subject for r in rows],
+                ),
             )
-            return cursor.rowcount == 1
+            return {found for (found,) in cursor.fetchall()}
 
-        return self._run(insert)  # committed when _run returns
+        inserted = self._run(insert)  # committed when _run returns
+        # A messageId twice in one group was inserted once: the first of them is the new one.
+        results = []
+        for row in rows:
+            results.append(row.message_id in inserted)
+            inserted.discard(row.message_id)
+        return results
 
     def delivered_since(self, subject: str, moment: float) -> bool:
         def ask(conn: psycopg.Connection[Any]) -> bool:

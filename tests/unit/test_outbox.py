@@ -7,6 +7,7 @@ import json
 import math
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,20 @@ def test_a_sent_message_id_is_still_a_duplicate(outbox: OutboxStore) -> None:
     outbox.add(message(1))
     outbox.mark_sent(outbox.claim(10, 10_000, LEASE))
     assert not outbox.add(message(1))
+
+
+def test_concurrent_adds_each_commit_once(outbox: OutboxStore) -> None:
+    # 16 threads at once go in shared transactions (group commit); each messageId is sent by
+    # four of them, and exactly one of the four is told it was new.
+    def add(number: int) -> bool:
+        return outbox.add(message(number % 200), subject=f"user_id:u{number}")
+
+    with ThreadPoolExecutor(16) as pool:
+        added = list(pool.map(add, range(800)))
+    assert sum(added) == 200
+    assert all(sum(added[n::200]) == 1 for n in range(200))
+    assert outbox.depth().pending == 200
+    assert sorted(ids(outbox.claim(500, 10**6, LEASE))) == sorted(f"m-{n}" for n in range(200))
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
