@@ -43,7 +43,11 @@ def parent_page() -> LoopbackServer:
 
     @app.get("/")
     def index() -> str:
-        return '<!doctype html><title>Flex</title><iframe id="crm" height="600"></iframe>'
+        # The container as wide as the window: a test's viewport is the card's width.
+        return (
+            '<!doctype html><title>Flex</title><body style="margin:0">'
+            '<iframe id="crm" style="border:0;width:100%;height:100vh;display:block"></iframe>'
+        )
 
     return LoopbackServer(app).start()
 

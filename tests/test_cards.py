@@ -9,14 +9,16 @@ from typing import Any
 import pytest
 
 from connector.cards.build import (
+    account_name,
     card_body,
     display,
     display_name,
+    event,
     for_request,
-    humanize,
     studio_payload,
 )
 from connector.cards.profile import AccountData, ProfileData
+from connector.cards.text import humanize
 from connector.config.schema import ConnectionFile
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -246,3 +248,71 @@ def test_one_body_serves_every_request_with_its_own_lookup_and_age() -> None:
         exclude={"lookup", "freshness"}
     )
     assert body.lookup.input == "" and body.freshness.fetched_at == ""  # the body is untouched
+
+
+# --- events as agents read them ------------------------------------------------------------------
+
+SUBSCRIPTION_CHANGE = {
+    "type": "identify",
+    "event": "Identify",
+    "traits": {},
+    "context": {
+        "messaging_subscriptions": [
+            {"key": "ada@example.com", "type": "EMAIL", "status": "UNSUBSCRIBED"},
+            {"key": "+14155550123", "type": "WHATSAPP", "status": "SUBSCRIBED"},
+        ]
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind", "title"),
+    [
+        ({"type": "track", "event": "Order Completed"}, "track", "Order Completed"),
+        ({"event": "Call Ended"}, "track", "Call Ended"),
+        ({"type": "track"}, "track", "(unnamed event)"),
+        (
+            SUBSCRIPTION_CHANGE,
+            "subscription",
+            "Subscription changed: Email unsubscribed, WhatsApp subscribed",
+        ),
+        (
+            {"type": "identify", "event": "Identify", "traits": {"plan": 1, "city": 2}},
+            "identify",
+            "Profile updated: City, Plan",
+        ),
+        (
+            {"type": "identify", "traits": dict.fromkeys(("a", "b", "c", "d", "e"), 1)},
+            "identify",
+            "Profile updated: A, B, C and 2 more",
+        ),
+        ({"type": "identify", "event": "Identify"}, "identify", "Profile updated"),
+        (
+            {"type": "group", "group_id": "ACCT-1", "traits": {"name": "Initech"}},
+            "group",
+            "Joined account Initech",
+        ),
+        ({"type": "group", "group_id": "ACCT-1"}, "group", "Joined account ACCT-1"),
+        ({"type": "page", "properties": {"path": "/pricing"}}, "page", "Viewed page /pricing"),
+    ],
+)
+def test_events_are_titled_for_what_they_did(raw: dict[str, Any], kind: str, title: str) -> None:
+    shown = event(raw)
+    assert (shown.kind, shown.title) == (kind, title)
+
+
+def test_a_subscription_change_details_channels_not_addresses() -> None:
+    details = event(SUBSCRIPTION_CHANGE).details
+    assert details == {"Email": "unsubscribed", "WhatsApp": "subscribed"}
+    assert "ada@example.com" not in str(details)
+
+
+def test_an_identify_shows_its_traits_and_a_track_its_properties() -> None:
+    assert event({"type": "identify", "traits": {"plan": "gold"}}).details == {"plan": "gold"}
+    assert event({"event": "X", "properties": {"n": 1}}).details == {"n": 1}
+
+
+def test_an_account_is_named_by_its_name_trait() -> None:
+    assert account_name({"name": " Initech ", "plan": "x"}) == "Initech"
+    assert account_name({"company_name": "Hooli"}) == "Hooli"
+    assert account_name({"plan": "x"}) is None

@@ -249,14 +249,24 @@ class FlexTab:
 
 @contextmanager
 def flex_tab(
-    browser: Browser, make_connector: ConnectorFactory, demo: RunningSandbox
+    browser: Browser,
+    make_connector: ConnectorFactory,
+    demo: RunningSandbox,
+    timezone: str | None = None,
+    width: int = 900,
+    **settings: Any,
 ) -> Iterator[FlexTab]:
+    """`settings` go to the connection file's [lookup] (tests.conftest.start_connector)."""
     flex = parent_page()  # its origin stands in for https://flex.twilio.com
     try:
-        connector = make_connector(demo, f'\n[cors]\nallowed_origins = ["{flex.url}"]\n')
+        connector = make_connector(
+            demo, f'\n[cors]\nallowed_origins = ["{flex.url}"]\n', **settings
+        )
         wire = Wire()
         wire.record(connector)
-        context = browser.new_context()
+        context = browser.new_context(
+            timezone_id=timezone, viewport={"width": width, "height": 900}
+        )
         context.add_init_script(CSP_WATCH)
         wire.watch(context)
         page = context.new_page()

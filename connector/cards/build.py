@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from connector.cards.addresses import NoCustomerReason
+from connector.cards.event_titles import event_details, event_kind, event_title
 from connector.cards.models import (
     CardAccount,
     CardEvent,
@@ -23,6 +24,7 @@ from connector.cards.models import (
     ProfileCard,
 )
 from connector.cards.profile import ProfileData
+from connector.cards.text import humanize
 from connector.config.schema import ConnectionFile, LabelledKey, TraitFormat
 
 NAME_TRAITS = ("name", "first_name", "last_name")
@@ -103,10 +105,21 @@ def card_body(config: ConnectionFile, data: ProfileData | None) -> ProfileCard:
         computed_traits=labelled(config.computed_traits, data.computed_traits),
         events=[event(e) for e in data.events],
         accounts=[
-            CardAccount(group_id=a.group_id, traits=labelled([], a.traits)) for a in data.accounts
+            CardAccount(
+                group_id=a.group_id, name=account_name(a.traits), traits=labelled([], a.traits)
+            )
+            for a in data.accounts
         ],
         freshness=NO_FRESHNESS,
     )
+
+
+def account_name(traits: Mapping[str, Any]) -> str | None:
+    """An account as agents know it ("Initech"), rather than its group id."""
+    for key in ("name", "company_name", "company"):
+        if isinstance(traits.get(key), str) and traits[key].strip():
+            return str(traits[key]).strip()
+    return None
 
 
 def display_name(data: ProfileData) -> str:
@@ -172,10 +185,15 @@ def item(
 
 def event(raw: Mapping[str, Any]) -> CardEvent:
     properties = raw.get("properties")
+    message_id = raw.get("message_id")
     return CardEvent(
         event=raw.get("event") if isinstance(raw.get("event"), str) else None,
         timestamp=str(raw.get("timestamp", "")),
         properties=properties if isinstance(properties, dict) else {},
+        kind=event_kind(raw),
+        title=event_title(raw),
+        details=event_details(raw),
+        message_id=message_id if isinstance(message_id, str) else None,
     )
 
 
@@ -197,13 +215,6 @@ def display(value: Any, fmt: TraitFormat = "text", currency: str = "USD") -> str
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
     return str(value)
-
-
-def humanize(key: str) -> str:
-    """`orders_90d` -> "Orders 90d", `lifetimeValue` -> "Lifetime value"."""
-    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", key).replace("_", " ").replace("-", " ")
-    text = " ".join(words.split())
-    return text[:1].upper() + text[1:].lower() if text else key
 
 
 def studio_payload(card: ProfileCard, status: str) -> dict[str, Any]:

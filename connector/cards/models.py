@@ -30,10 +30,18 @@ class CardEvent(_Model):
     event: str | None
     timestamp: str
     properties: dict[str, Any]
+    # What it is, as an agent reads it (connector.cards.event_titles): `kind` tells a
+    # subscription change from other identify calls, `title` is its line on the card, `details`
+    # what it carried (a track's properties, an identify's traits).
+    kind: str = "track"
+    title: str = ""
+    details: dict[str, Any] = {}
+    message_id: str | None = None
 
 
 class CardAccount(_Model):
     group_id: str
+    name: str | None = None  # its `name` trait: agents know "Initech", not "ACCT-INITECH"
     traits: list[CardItem]
 
 

@@ -9,11 +9,14 @@ to `/cards/view`, which answers the card as an HTML fragment rendered (and escap
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Response, render_template, request, send_file
 
 from connector.auth.policy import policy
+from connector.cards.build import display
 from connector.errors import BadRequest, ProfileApiError, bounded
 from connector.web.cards import look_up
 from connector.web.registry import connection
@@ -45,7 +48,7 @@ def card_page() -> Response:
             render_template("view.html", title="Put the caller after #", message=FRAGMENT_FORM),
             400,
         )
-    return page_response(render_template("view.html"), 200)
+    return page_response(render_template("view.html", search_options=search_options()), 200)
 
 
 @blueprint.post("/cards/view")
@@ -68,6 +71,46 @@ def card_script() -> Response:
     response = send_file(SCRIPT, mimetype="text/javascript", max_age=0)
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+@dataclass(frozen=True)
+class SearchOption:
+    type: str  # an identifier type: the search sends `identifier=<type>:<value>`
+    label: str
+
+
+# Every space has these, whether or not the card shows them.
+ALWAYS_SEARCHABLE = (
+    SearchOption("user_id", "User ID"),
+    SearchOption("anonymous_id", "Anonymous ID"),
+)
+
+
+def search_options() -> list[SearchOption]:
+    """What an agent can search by besides "Phone or email" (which reads any format): the
+    identifiers the connection lists, then user_id and anonymous_id."""
+    lookup = connection().file.lookup
+    by_address = {*lookup.phone_identifiers, *lookup.email_identifiers}
+    options = [
+        SearchOption(shown.type, shown.label)
+        for shown in connection().file.identifiers
+        if shown.type not in by_address
+    ]
+    listed = {option.type for option in options}
+    return options + [option for option in ALWAYS_SEARCHABLE if option.type not in listed]
+
+
+@blueprint.app_template_filter("initials")
+def initials(name: str) -> str:
+    """ "Ada Lovelace" -> "AL"; the avatar of a profile without a photo."""
+    letters = [word[0] for word in name.split() if word[:1].isalnum()]
+    return "".join(letters[:1] + letters[1:][-1:]).upper() or "?"
+
+
+@blueprint.app_template_filter("shown")
+def shown(value: Any) -> str:
+    """A value from an event's details as the card shows traits."""
+    return display(value) if not isinstance(value, str) else value
 
 
 def _secret_in_query() -> bool:

@@ -10,7 +10,14 @@
   // Only these go to the server; anything else in the fragment stays in the browser.
   const FIELDS = new Set(["Token", "from", "From", "phone", "email", "identifier"]);
   const card = document.getElementById("card");
+  const search = document.getElementById("search");
+  const searchBy = document.getElementById("search-by");
+  const searchValue = document.getElementById("search-value");
+  // The agent's token, in this page's memory only: searches send it in a POST body, as the
+  // first lookup did, so it never enters a URL.
+  let token = null;
   let inFlight = null;
+  const localTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
   // Not URLSearchParams: it reads "+" as a space, and a caller's "+1415..." left unencoded in
   // the fragment must still be a phone number.
@@ -39,6 +46,59 @@
     card.replaceChildren(...parsed.body.childNodes);
     const root = card.firstElementChild;
     document.title = (root && root.dataset.title) || "Customer profile";
+    localizeTimes();
+    setUpTabs();
+    if (root && root.dataset.search === "open" && token) {
+      searchValue.focus(); // no customer: the agent's next step is a search
+    }
+  }
+
+  // The server writes UTC; the agent reads their own time zone (the browser's).
+  function localizeTimes() {
+    for (const element of card.querySelectorAll("time[datetime]")) {
+      const moment = new Date(element.getAttribute("datetime"));
+      if (!Number.isNaN(moment.getTime())) {
+        element.title = element.textContent; // the UTC time stays on hover
+        element.textContent = localTime.format(moment);
+      }
+    }
+  }
+
+  // Tabs as WAI-ARIA's pattern has them: click, or arrows / Home / End on the tab list.
+  function setUpTabs() {
+    const tabs = [...card.querySelectorAll("[role=tab]")];
+    const select = (chosen, focus) => {
+      for (const tab of tabs) {
+        const selected = tab === chosen;
+        tab.setAttribute("aria-selected", String(selected));
+        tab.tabIndex = selected ? 0 : -1;
+        document.getElementById(tab.getAttribute("aria-controls")).hidden = !selected;
+      }
+      if (focus) {
+        chosen.focus();
+      }
+    };
+    tabs.forEach((tab, index) => {
+      tab.addEventListener("click", () => select(tab, false));
+      tab.addEventListener("keydown", (event) => {
+        const next = {
+          ArrowRight: tabs[(index + 1) % tabs.length],
+          ArrowLeft: tabs[(index - 1 + tabs.length) % tabs.length],
+          Home: tabs[0],
+          End: tabs[tabs.length - 1],
+        }[event.key];
+        if (next) {
+          event.preventDefault();
+          select(next, true);
+        }
+      });
+    });
+  }
+
+  function searchFields() {
+    const value = searchValue.value.trim();
+    const by = searchBy.value;
+    return [by === "from" ? ["from", value] : ["identifier", `${by}:${value}`]];
   }
 
   function showText(title, message) {
@@ -100,8 +160,22 @@
     const fields = parseFragment(location.hash);
     // Out of the address bar and the history before anything else happens.
     history.replaceState(null, "", location.pathname + location.search);
+    const given = fields.find(([name]) => name === "Token");
+    if (given) {
+      token = given[1];
+      search.hidden = false;
+    }
     load(fields);
   }
+
+  // The page's policy forbids submitting a form (form-action 'none'): the search is a POST
+  // from here, with the token from memory.
+  search.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (token && searchValue.value.trim()) {
+      load([["Token", token], ...searchFields()]);
+    }
+  });
 
   // Flex may change only the fragment when the agent switches task: no reload, a hashchange.
   window.addEventListener("hashchange", fromFragment);

@@ -1,0 +1,173 @@
+"""The agent's card page in headless Chromium, every state an agent meets: a card with tabs and
+times in their own zone, no profile -> search -> found, stale, partial, unavailable.
+
+With SCREENSHOTS=1 each state is saved under docs/ at 400 and 900 px wide (the README shows them).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Frame, Page, expect
+
+from tests.browser import frame_to
+from tests.conftest import ConnectorFactory, RunningSandbox, SandboxFactory
+from tests.test_pages import (
+    ADA,
+    ALAN,
+    assert_kept_out_of_urls,
+    flex_tab,
+    fragment_url,
+    secret_forms,
+)
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+UNKNOWN = "+14155550100"
+
+
+def screenshot(page: Page, name: str, width: int) -> None:
+    """docs/card-<name>-<width>.png when SCREENSHOTS=1 (the page as the container shows it)."""
+    if os.environ.get("SCREENSHOTS") == "1":
+        page.locator("#crm").screenshot(path=DOCS / f"card-{name}-{width}.png")
+
+
+def settled(frame: Frame) -> None:
+    expect(frame.locator("#card")).not_to_have_attribute("aria-busy", "true")
+
+
+@pytest.mark.parametrize("width", [400, 900])
+def test_a_found_card_has_its_header_badges_and_tabs(
+    browser: Browser, make_connector: ConnectorFactory, demo: RunningSandbox, width: int
+) -> None:
+    with flex_tab(browser, make_connector, demo, timezone="Asia/Tokyo", width=width) as tab:
+        frame = tab.page.frame_locator("#crm")
+        inner = _frame(tab.page, fragment_url(tab.connector, ADA))
+        expect(frame.locator("#name")).to_have_text("Ada Lovelace")
+        expect(frame.locator(".avatar")).to_have_text("AL")
+        expect(frame.locator("header .subtitle")).to_have_text("Customer since 2021")
+        expect(frame.locator("header .meta")).to_contain_text("matched phone:+14155550123")
+        expect(frame.locator("#audiences")).to_contain_text("VIP")
+        expect(frame.locator(".account h2")).to_have_text("Account Initech")  # not its group id
+        expect(frame.locator("#details")).to_be_visible()
+        expect(frame.locator("#history")).to_be_hidden()
+        screenshot(tab.page, "found", width)
+
+        # Keyboard only: focus the Details tab, arrow right to History.
+        frame.locator("#tab-details").focus()
+        tab.page.keyboard.press("ArrowRight")
+        expect(frame.locator("#history")).to_be_visible()
+        expect(frame.locator("#details")).to_be_hidden()
+        expect(frame.locator("#tab-history")).to_have_attribute("aria-selected", "true")
+        assert inner.evaluate("document.activeElement.id") == "tab-history"
+        first = frame.locator("#events li").first
+        # Times in the agent's zone (Tokyo), the UTC one kept for hover.
+        when = first.locator("time")
+        assert not when.inner_text().endswith("UTC")
+        assert when.get_attribute("title", timeout=1000).endswith("UTC")  # type: ignore[union-attr]
+        stamp = when.get_attribute("datetime")
+        assert stamp is not None
+        hour_utc = int(stamp[11:13])
+        shown = inner.evaluate(
+            "(s) => new Intl.DateTimeFormat(undefined, {hour: 'numeric', hourCycle: 'h23'})"
+            ".format(new Date(s))",
+            stamp,
+        )
+        assert int(shown) == (hour_utc + 9) % 24
+        tab.page.keyboard.press("Home")
+        expect(frame.locator("#details")).to_be_visible()
+        tab.page.keyboard.press("End")
+        first.locator("summary").click()
+        expect(first.locator("details")).to_have_attribute("open", "")
+        screenshot(tab.page, "history", width)
+        assert inner.evaluate("window.__csp") == []
+
+
+def test_an_unknown_caller_leads_to_a_search_that_finds_them(
+    browser: Browser, make_connector: ConnectorFactory, demo: RunningSandbox
+) -> None:
+    with flex_tab(browser, make_connector, demo, width=400) as tab:
+        frame = tab.page.frame_locator("#crm")
+        inner = _frame(tab.page, fragment_url(tab.connector, UNKNOWN))
+        expect(frame.locator("#name")).to_have_text("No profile")
+        expect(frame.locator("#search")).to_be_visible()
+        # The agent's next step: the search box has the focus already.
+        expect(frame.locator("#search-value")).to_be_focused()
+        screenshot(tab.page, "not-found", 400)
+
+        # The caller gives an email, typed as people type them.
+        frame.locator("#search-value").fill("  Ada@Example.COM ")
+        frame.locator("#search-value").press("Enter")
+        expect(frame.locator("#name")).to_have_text("Ada Lovelace")
+        # ... or an identifier the connection lists, by its label in the connection file.
+        frame.locator("#search-by").select_option(label="Customer ID")
+        frame.locator("#search-value").fill("u-grace")
+        frame.locator("button[type=submit]").click()
+        expect(frame.locator("#name")).to_have_text("Grace Hopper")
+        # A phone number in a local format the agent hears.
+        frame.locator("#search-by").select_option("from")
+        frame.locator("#search-value").fill("+44 7700 900123")
+        frame.locator("#search-value").press("Enter")
+        expect(frame.locator("#name")).to_have_text("Alan Turing")
+        assert inner.evaluate("location.href") == f"{tab.connector.url}/cards/view"
+        assert tab.wire.posts() == 4
+        assert_kept_out_of_urls(
+            tab.wire, [*secret_forms(tab.connector.agent_token, ALAN, UNKNOWN), "u-grace", "Ada@"]
+        )
+        assert inner.evaluate("window.__csp") == []
+
+
+def test_stale_partial_and_unavailable_cards_each_say_so(
+    browser: Browser, make_connector: ConnectorFactory, make_sandbox: SandboxFactory
+) -> None:
+    sandbox = make_sandbox(data="demo")
+    with flex_tab(
+        browser, make_connector, sandbox, width=400, card_ttl_seconds=0, stale_for_seconds=60
+    ) as tab:
+        frame = tab.page.frame_locator("#crm")
+        _frame(tab.page, fragment_url(tab.connector, ADA))
+        expect(frame.locator("#name")).to_have_text("Ada Lovelace")
+        expect(frame.locator(".notice")).to_have_count(0)
+
+        # Segment's events fail: the card comes without them, and says which part is missing.
+        sandbox.control.set_faults(error_rate=1.0, path_contains="/events")
+        _frame(tab.page, fragment_url(tab.connector, ALAN))
+        expect(frame.locator("#name")).to_have_text("Alan Turing")
+        expect(frame.locator("#partial")).to_contain_text("events")
+        screenshot(tab.page, "partial", 400)
+
+        # Segment refuses every connection: the cached card, marked as such.
+        sandbox.control.set_faults(outage="refuse", seconds=20)
+        try:
+            _frame(tab.page, fragment_url(tab.connector, ADA))
+            expect(frame.locator("#name")).to_have_text("Ada Lovelace")
+            expect(frame.locator("#stale")).to_contain_text("cache")
+            screenshot(tab.page, "stale", 400)
+
+            # A caller never seen: nothing cached, a clear line, and the search still there.
+            _frame(tab.page, fragment_url(tab.connector, "+33612345678"))
+            expect(frame.locator("#name")).to_have_text("Profile unavailable")
+            expect(frame.locator("#search")).to_be_visible()
+            screenshot(tab.page, "unavailable", 400)
+        finally:
+            sandbox.sandbox.faults.clear()
+
+
+def test_a_withheld_caller_id_offers_the_search(
+    browser: Browser, make_connector: ConnectorFactory, demo: RunningSandbox
+) -> None:
+    with flex_tab(browser, make_connector, demo, width=400) as tab:
+        frame = tab.page.frame_locator("#crm")
+        _frame(tab.page, fragment_url(tab.connector, "anonymous"))
+        expect(frame.locator("#name")).to_have_text("Caller ID withheld")
+        expect(frame.locator("#search-value")).to_be_focused()
+        assert re.search(r"search above", frame.locator("header").inner_text())
+
+
+def _frame(page: Page, url: str) -> Frame:
+    """Point the container at `url` and wait for the lookup to finish."""
+    frame = frame_to(page, url)
+    settled(frame)
+    return frame
