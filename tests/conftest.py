@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -138,8 +139,13 @@ def connection_toml(sandbox_url: str, extra: str = "", **lookup: Any) -> str:
     text = text.replace(
         'profile_api_url = "http://127.0.0.1:8087"', f'profile_api_url = "{sandbox_url}"'
     )
-    settings = "".join(f"{key} = {json.dumps(value)}\n" for key, value in lookup.items())
-    return text.replace("[lookup]\n", "[lookup]\n" + settings, 1) + extra
+    added = ""
+    for key, value in lookup.items():
+        line = f"{key} = {json.dumps(value)}"
+        # A key the demo file sets already is replaced (TOML refuses a key set twice).
+        text, replaced = re.subn(rf"^{re.escape(key)} = .*$", line, text, count=1, flags=re.M)
+        added += "" if replaced else line + "\n"
+    return text.replace("[lookup]\n", "[lookup]\n" + added, 1) + extra
 
 
 @dataclass

@@ -171,3 +171,84 @@ def _frame(page: Page, url: str) -> Frame:
     frame = frame_to(page, url)
     settled(frame)
     return frame
+
+
+# Two people behind one number, stored in two formats (a household, or two sign-ups).
+HOUSEHOLD = [
+    {"type": "identify", "userId": "u-pat", "traits": {"name": "Pat Doe", "phone": "+14155550199"}},
+    {
+        "type": "identify",
+        "userId": "u-sam",
+        "traits": {"name": "Sam Doe", "phone": "(415) 555-0199"},
+    },
+]
+BOTH_FORMATS = {"phone_formats": ["e164", "national"]}
+
+
+def test_several_profiles_are_listed_with_why_each_matched(
+    make_connector: ConnectorFactory, make_sandbox: SandboxFactory
+) -> None:
+    sandbox = make_sandbox(HOUSEHOLD)
+    connector = make_connector(sandbox, **BOTH_FORMATS)
+    card = connector.card(**{"from": "+14155550199"}).json()
+    asked = sandbox.control.stats(detail=True)["profile_api"]["by_lookup"]
+    assert [key for key in asked if "555-0199" in key] == ["traits phone:%28415%29%20555-0199"]
+    assert card["profile"]["name"] == "Pat Doe"
+    assert card["lookup"]["identifier"] == "phone:+14155550199"
+    (other,) = card["lookup"]["other_matches"]
+    assert other["name"] == "Sam Doe" and other["identifier"] == "phone:(415) 555-0199"
+    assert other["segment_id"] and other["segment_id"] != card["profile"]["segment_id"]
+    # Asked by the identifier that found one of them, the card is that one's, alone.
+    picked = connector.card(identifier=other["identifier"]).json()
+    assert picked["profile"]["name"] == "Sam Doe" and picked["lookup"]["other_matches"] == []
+
+
+def test_one_profile_under_both_formats_is_one_match(
+    make_connector: ConnectorFactory, make_sandbox: SandboxFactory
+) -> None:
+    sandbox = make_sandbox(
+        [
+            {
+                "type": "identify",
+                "userId": "u-kim",
+                "traits": {"name": "Kim", "phone": "+14155550188"},
+            },
+            {"type": "identify", "userId": "u-kim", "traits": {"phone": "(415) 555-0188"}},
+        ]
+    )
+    connector = make_connector(sandbox, **BOTH_FORMATS)
+    card = connector.card(**{"from": "+14155550188"}).json()
+    assert card["profile"]["name"] == "Kim" and card["lookup"]["other_matches"] == []
+
+
+def test_the_agent_picks_among_several_profiles(
+    browser: Browser, make_connector: ConnectorFactory, make_sandbox: SandboxFactory
+) -> None:
+    sandbox = make_sandbox(HOUSEHOLD)
+    for width in (400, 900):
+        with flex_tab(
+            browser, make_connector, sandbox, width=width, phone_formats=["e164", "national"]
+        ) as tab:
+            frame = tab.page.frame_locator("#crm")
+            _frame(tab.page, fragment_url(tab.connector, "+14155550199"))
+            expect(frame.locator("#name")).to_have_text("Several profiles match")
+            choices = frame.locator("#matches button")
+            expect(choices).to_have_count(2)
+            expect(choices.nth(0)).to_contain_text("Pat Doe")
+            expect(choices.nth(0)).to_contain_text("matched phone:+14155550199")
+            expect(choices.nth(1)).to_contain_text("matched phone:(415) 555-0199")
+            screenshot(tab.page, "several", width)
+            choices.nth(1).click()
+            expect(frame.locator("#name")).to_have_text("Sam Doe")
+            assert_kept_out_of_urls(tab.wire, secret_forms(tab.connector.agent_token, "4155550199"))
+
+
+def test_without_all_matches_only_the_first_is_asked(
+    make_connector: ConnectorFactory, make_sandbox: SandboxFactory
+) -> None:
+    sandbox = make_sandbox(HOUSEHOLD)
+    connector = make_connector(sandbox, all_matches=False, **BOTH_FORMATS)
+    card = connector.card(**{"from": "+14155550199"}).json()
+    assert card["profile"]["name"] == "Pat Doe" and card["lookup"]["other_matches"] == []
+    asked = sandbox.control.stats(detail=True)["profile_api"]["by_lookup"]
+    assert asked and not [key for key in asked if "555-0199" in key]  # the national format

@@ -47,6 +47,7 @@ def test_a_phone_lookup_gives_the_agent_card(connector: RunningConnector) -> Non
         "input": "+1 (415) 555-0123",
         "identifier": "phone:+14155550123",
         "reason": None,
+        "other_matches": [],  # (415) 555-0123, the second format, finds nobody else
     }
     assert card["profile"]["name"] == "Ada Lovelace"
     assert card["profile"]["subtitle"] == "Customer since 2021"
@@ -98,7 +99,12 @@ def test_not_found_is_a_successful_lookup(connector: RunningConnector) -> None:
     card = response.json()
     assert list(card) == CARD_KEYS
     assert card["found"] is False and card["profile"] is None and card["traits"] == []
-    assert card["lookup"] == {"input": "+14155550100", "identifier": None, "reason": None}
+    assert card["lookup"] == {
+        "input": "+14155550100",
+        "identifier": None,
+        "reason": None,
+        "other_matches": [],
+    }
 
 
 @pytest.mark.parametrize(
@@ -144,7 +150,12 @@ def test_withheld_and_non_customer_callers_are_not_found_without_asking_segment(
     card = response.json()
     assert list(card) == CARD_KEYS
     assert (card["found"], card["profile"]) == (False, None)
-    assert card["lookup"] == {"input": raw, "identifier": None, "reason": reason}
+    assert card["lookup"] == {
+        "input": raw,
+        "identifier": None,
+        "reason": reason,
+        "other_matches": [],
+    }
     flat = connector.http.post("/v1/studio/lookup", data={"From": raw}).json()
     assert (flat["found"], flat["status"], flat["reason"]) == (False, "not_found", reason)
     assert demo.control.stats()["profile_api"]["requests"] == before
@@ -329,7 +340,9 @@ def test_200_concurrent_lookups_make_one_fetch_per_section(
     reference = make_connector(own_sandbox)
     assert reference.card(**{"from": "+14155550123"}).json()["found"]
     one_lookup = own_sandbox.control.stats(detail=True)["profile_api"]["by_lookup"]
-    assert sum(one_lookup.values()) == 7  # traits, audiences, computed, ids, events, links, acct
+    # traits, audiences, computed, ids, events, links, the account's traits, and the traits of
+    # the second candidate (the national format: another profile?)
+    assert sum(one_lookup.values()) == 8
     own_sandbox.control.reset_stats()
     own_sandbox.control.set_faults(latency_ms=50)  # so that the 200 overlap
 

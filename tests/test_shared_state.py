@@ -81,7 +81,8 @@ def test_a_crowd_on_two_instances_makes_one_fetch_per_section(
             thread.join()
     assert names == ["Ada Lovelace"] * 200
     by_section = sandbox.control.stats()["profile_api"]["by_section"]
-    assert sum(by_section.values()) == 7, by_section  # one request per section, for all four
+    # One request per section (and one for the second candidate's traits), for all four.
+    assert sum(by_section.values()) == 8, by_section
 
 
 def test_after_one_pass_every_instance_and_worker_is_warm(

@@ -19,6 +19,7 @@ from connector.cards.models import (
     CardIdentifier,
     CardItem,
     CardLookup,
+    CardMatch,
     CardProfile,
     Freshness,
     ProfileCard,
@@ -60,7 +61,17 @@ def for_request(
         missing=list(data.missing) if data else [],
     )
     lookup = CardLookup(
-        input=lookup_input, identifier=data.matched if data else None, reason=reason
+        input=lookup_input,
+        identifier=data.matched if data else None,
+        reason=reason,
+        other_matches=[
+            CardMatch(
+                identifier=other.identifier,
+                segment_id=other.segment_id,
+                name=name_of(other.traits, other.identifier),
+            )
+            for other in (data.other_matches if data else ())
+        ],
     )
     return body.model_copy(update={"lookup": lookup, "freshness": freshness})
 
@@ -123,7 +134,11 @@ def account_name(traits: Mapping[str, Any]) -> str | None:
 
 
 def display_name(data: ProfileData) -> str:
-    traits = data.traits
+    return name_of(data.traits, data.matched)
+
+
+def name_of(traits: Mapping[str, Any], matched: str) -> str:
+    """`name`, else first and last name, else the value of the identifier that matched."""
     if isinstance(traits.get("name"), str) and traits["name"].strip():
         return str(traits["name"]).strip()
     parts = [
@@ -131,7 +146,7 @@ def display_name(data: ProfileData) -> str:
         for k in ("first_name", "last_name")
         if isinstance(traits.get(k), str) and traits[k].strip()
     ]
-    return " ".join(parts) or data.matched.partition(":")[2]
+    return " ".join(parts) or matched.partition(":")[2]
 
 
 def subtitle(traits: Mapping[str, Any], since_traits: Sequence[str]) -> str | None:

@@ -12,11 +12,12 @@ import json
 import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import replace
 from typing import Any
 
 from connector.cards.addresses import Address, Candidate, candidates
 from connector.cards.build import NAME_TRAITS
-from connector.cards.profile import AccountData, ProfileData
+from connector.cards.profile import AccountData, OtherMatch, ProfileData
 from connector.config.schema import ConnectionFile
 from connector.errors import NoSlot, ProfileApiError, ProfileNotFound
 from connector.segment.client import (
@@ -52,7 +53,8 @@ class ProfileLookup:
         nothing. Later candidates are asked for their traits first.
         """
         speculate = self._config.lookup.speculate
-        for n, candidate in enumerate(candidates(address, self._config.lookup)):
+        remaining = candidates(address, self._config.lookup)
+        for n, candidate in enumerate(remaining):
             identifier = encode_identifier(candidate.type, candidate.value)
             first = n == 0
             ahead = (
@@ -74,11 +76,33 @@ class ProfileLookup:
             finally:
                 if not found:
                     _cancel(ahead)
+            # The later candidates too, beside the sections: an address can lead to different
+            # profiles (a number stored in two formats, on two people), and the agent must
+            # choose rather than see the first. One request each; none with one candidate.
+            later = remaining[n + 1 :] if self._config.lookup.all_matches else []
+            others = self._ask_others(later, deadline)
             if ahead:
                 self._ask_what_found_no_slot(ahead, identifier, deadline)
             sections = ahead or self._ask_sections(identifier, deadline, PATIENT)
-            return self._complete(candidate, traits, sections, deadline)
+            data = self._complete(candidate, traits, sections, deadline)
+            return replace(data, other_matches=_other_matches(others, data.segment_id, deadline))
         return None
+
+    def _ask_others(
+        self, others: list[Candidate], deadline: Deadline
+    ) -> dict[Candidate, Future[dict[str, Any]]]:
+        names = {"include": ",".join(NAME_TRAITS), "limit": "10"}
+        return {
+            candidate: self._executor.submit(
+                self._client.get,
+                "users",
+                encode_identifier(candidate.type, candidate.value),
+                "traits",
+                deadline,
+                names,
+            )
+            for candidate in others
+        }
 
     def fingerprint(self, base_url: str, space_id: str) -> str:
         """What the fetched data depends on: where it comes from, the identifiers tried and the
@@ -95,6 +119,7 @@ class ProfileLookup:
             ],
             "traits": self._trait_params(),
             "sections": self._sections(),
+            "all_matches": lookup.all_matches,
         }
         text = json.dumps(depends_on, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -251,6 +276,24 @@ def _result(
         if name not in missing:
             missing.append(name)
         return None
+
+
+def _other_matches(
+    futures: dict[Candidate, Future[dict[str, Any]]], first: str | None, deadline: Deadline
+) -> tuple[OtherMatch, ...]:
+    """Profiles other than the first that later candidates found (one each), in their order.
+    A candidate Segment could not answer for in time is left out: the card still shows."""
+    found: dict[str | None, OtherMatch] = {}
+    for candidate, future in futures.items():
+        try:
+            body = future.result(timeout=deadline.remaining())
+        except (ProfileApiError, FutureTimeout):
+            future.cancel()
+            continue
+        segment_id = _segment_id(body)
+        if segment_id != first and segment_id not in found:
+            found[segment_id] = OtherMatch(str(candidate), segment_id, _dict(body.get("traits")))
+    return tuple(found.values())
 
 
 def _segment_id(traits_body: dict[str, Any]) -> str | None:

@@ -51,12 +51,23 @@ class CardProfile(_Model):
     subtitle: str | None
 
 
+class CardMatch(_Model):
+    """Another profile the caller's address leads to, and why (the identifier that found it)."""
+
+    identifier: str
+    segment_id: str | None
+    name: str
+
+
 class CardLookup(_Model):
     input: str
     identifier: str | None
     # Why nothing was looked up: the caller ID is withheld, or the address is no customer's
     # (an agent's client:, a SIP URI); None when Segment was asked.
     reason: Literal["withheld", "not_a_customer_address"] | None = None
+    # Other profiles than the card's that the address leads to: a plugin shows a choice (the card
+    # page does), never silently the first. Empty when there is one.
+    other_matches: list[CardMatch] = []
 
 
 class Freshness(_Model):

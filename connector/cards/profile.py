@@ -13,6 +13,15 @@ class AccountData:
 
 
 @dataclass(frozen=True)
+class OtherMatch:
+    """Another profile the caller's address leads to (a later candidate identifier found it)."""
+
+    identifier: str  # `type:value`: why it matched
+    segment_id: str | None
+    traits: dict[str, Any]  # its name traits only, to tell the profiles apart
+
+
+@dataclass(frozen=True)
 class ProfileData:
     """What the Profile API said about one profile, section by section."""
 
@@ -25,6 +34,8 @@ class ProfileData:
     events: list[dict[str, Any]] = field(default_factory=list)
     accounts: list[AccountData] = field(default_factory=list)
     missing: tuple[str, ...] = ()
+    # Profiles other candidates found: the agent picks rather than being shown the first.
+    other_matches: tuple[OtherMatch, ...] = ()
 
 
 def profile_to_json(data: ProfileData | None) -> Any:
@@ -37,4 +48,5 @@ def profile_from_json(value: Any) -> ProfileData | None:
         return None
     accounts = [AccountData(**account) for account in value.pop("accounts", [])]
     missing = tuple(value.pop("missing", ()))
-    return ProfileData(**value, accounts=accounts, missing=missing)
+    others = tuple(OtherMatch(**other) for other in value.pop("other_matches", ()))
+    return ProfileData(**value, accounts=accounts, missing=missing, other_matches=others)

@@ -67,6 +67,8 @@ class LookupSection(_Section):
     cache_size: int = Field(default=10_000, ge=1)
     rate_limit: float = Field(default=100.0, gt=0)
     speculate: bool = True  # the first candidate's sections asked for with its traits
+    # The later candidates asked too, for other profiles the address leads to (README).
+    all_matches: bool = True
 
     @field_validator("default_country")
     @classmethod

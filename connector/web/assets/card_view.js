@@ -48,6 +48,12 @@
     document.title = (root && root.dataset.title) || "Customer profile";
     localizeTimes();
     setUpTabs();
+    // Several profiles matched: each button looks up the one its identifier found.
+    for (const button of card.querySelectorAll("button[data-identifier]")) {
+      button.addEventListener("click", () => {
+        load([["Token", token], ["identifier", button.dataset.identifier]]);
+      });
+    }
     if (root && root.dataset.search === "open" && token) {
       searchValue.focus(); // no customer: the agent's next step is a search
     }
