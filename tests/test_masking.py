@@ -192,3 +192,15 @@ def test_a_bad_mask_is_refused_and_the_last_good_file_keeps_serving(
     config = masked.http.get("/readyz").json()["config"]
     assert config["valid"] is False
     assert "traits[8].mask" in config["error"] and "'last4' or 'hidden'" in config["error"]
+
+
+def test_a_mask_added_by_an_edit_masks_cards_already_cached(masked: RunningConnector) -> None:
+    masked_text = masked.config.read_text()
+    masked.config.write_text(masked_text.replace('visible_to_roles = ["supervisor"]\n', ""))
+    before = card_as(masked, masked.agent_token).json()
+    assert traits_of(before)["ssn"] == (SSN, SSN)  # no mask on it in this version
+    masked.config.write_text(masked_text)
+    after = card_as(masked, masked.agent_token)
+    assert after.json()["freshness"]["fetched_at"] == before["freshness"]["fetched_at"]  # cached
+    assert traits_of(after.json())["ssn"] == (None, "Hidden")
+    assert_no_raw_value(after.text)

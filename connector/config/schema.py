@@ -85,6 +85,12 @@ TraitFormat = Literal["text", "number", "currency", "date", "boolean", "percent"
 FlexRole = Annotated[str, Field(pattern=r"^[a-z_]{1,50}$")]
 
 
+def _no_guest(roles: list[str], key: str) -> list[str]:
+    if "guest" in roles:
+        raise ValueError(f"guest tokens are always refused; remove guest from {key}")
+    return roles
+
+
 # How a value agents must not read in full is shown (connector.cards.masking): its last four
 # characters, or not at all.
 Mask = Literal["last4", "hidden"]
@@ -110,9 +116,7 @@ class Maskable(_Section):
                 "lists no role, so nobody could see the value; list the Flex roles that may, "
                 'or write mask = "hidden" to hide it from everyone'
             )
-        if "guest" in roles:
-            raise ValueError("guest tokens are always refused; remove guest from visible_to_roles")
-        return roles
+        return _no_guest(roles, "visible_to_roles")
 
     @property
     def effective_mask(self) -> Mask | None:
@@ -170,9 +174,7 @@ class AuthSection(_Section):
     @field_validator("allowed_roles")
     @classmethod
     def _no_guest(cls, roles: list[str]) -> list[str]:
-        if "guest" in roles:
-            raise ValueError("guest tokens are always refused; remove guest from allowed_roles")
-        return roles
+        return _no_guest(roles, "allowed_roles")
 
 
 class WritebackSection(_Section):
