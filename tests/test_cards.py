@@ -89,6 +89,7 @@ def test_a_found_card() -> None:
         "input": "+1 (415) 555-0123",
         "identifier": "phone:+14155550123",
         "reason": None,
+        "other_matches": [],
     }
     assert built["identifiers"] == [
         {"type": "email", "label": "Email", "values": ["a@example.com", "b@example.com"]},

@@ -122,6 +122,46 @@ BAD_EDITS = [
         "auth.studio_basic_auth_env",
         "must be user:password",
     ),
+    (
+        GOOD + '[[traits]]\nkey = "ssn"\nlabel = "SSN"\nmask = "last_4"\n',
+        "traits[1].mask",
+        "'last4' or 'hidden'",
+    ),
+    (
+        GOOD + '[[traits]]\nkey = "ssn"\nlabel = "SSN"\nvisible_to_roles = []\n',
+        "traits[1].visible_to_roles",
+        "lists no role, so nobody could see the value",
+    ),
+    (
+        GOOD + '[[computed_traits]]\nkey = "risk"\nlabel = "Risk"\nvisible_to_roles = ["guest"]\n',
+        "computed_traits[0].visible_to_roles",
+        "remove guest from visible_to_roles",
+    ),
+    (
+        GOOD + '[[identifiers]]\ntype = "tax_id"\nlabel = "Tax"\nvisible_to_roles = ["Admin"]\n',
+        "identifiers[0].visible_to_roles[0]",
+        "pattern",
+    ),
+    (
+        GOOD + '[[traits]]\nkey = "ssn"\nlabel = "SSN"\nvisible_to_roles = ["manager"]\n',
+        None,
+        "traits[1] (ssn): visible_to_roles lists manager, which [auth] allowed_roles does not",
+    ),
+    (
+        GOOD + '[[traits]]\nkey = "last_name"\nlabel = "Surname"\nmask = "hidden"\n',
+        None,
+        "traits[1] (last_name): the card's title is made of last_name",
+    ),
+    (
+        GOOD + '[[traits]]\nkey = "created_at"\nlabel = "Created"\nmask = "last4"\n',
+        None,
+        "remove it from since_traits to mask it",
+    ),
+    (
+        GOOD + '[[audiences]]\nkey = "vip"\nlabel = "VIP"\nmask = "hidden"\n',
+        "audiences[0].mask",
+        "unknown key",
+    ),
     (GOOD + "[connection\n", None, "not valid TOML"),
     (GOOD + "[lookup]\ndefault_country = +1\n", "lookup.default_country", "valid string"),
 ]

@@ -45,6 +45,8 @@ class Principal:
 
     kind: Literal["agent", "flow", "basic"]
     id: str
+    # An agent's Flex roles (what masked values they may read); flows and Basic users have none.
+    roles: frozenset[str] = frozenset()
 
     @property
     def name(self) -> str:
@@ -133,7 +135,7 @@ class Gate:
             raise Forbidden("This Flex user's role may not read customer profiles.")
         # The worker SID names the agent without their login (often an email) in the logs.
         who = verdict.worker_sid or caller_hash(verdict.identity or "", connection.token)
-        return Principal("agent", who)
+        return Principal("agent", who, frozenset(roles))
 
     def _known_agent(
         self, credentials: Authorization | None, fields: OfferedFields, connection: Connection

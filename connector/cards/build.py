@@ -28,9 +28,6 @@ from connector.cards.profile import ProfileData
 from connector.cards.text import humanize
 from connector.config.schema import ConnectionFile, LabelledKey, TraitFormat
 
-NAME_TRAITS = ("name", "first_name", "last_name")
-
-
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "BRL": "R$"}
 
 
@@ -246,7 +243,8 @@ def studio_payload(card: ProfileCard, status: str) -> dict[str, Any]:
         "segment_id": card.profile.segment_id if card.profile else None,
     }
     for ident in card.identifiers:
-        flat[_flat_key("identifier", ident.type)] = ident.values[0]
+        # A hidden identifier (connector.cards.masking) has no value left to show.
+        flat[_flat_key("identifier", ident.type)] = ident.values[0] if ident.values else None
     for prefix, items in (
         ("trait", card.traits),
         ("audience", card.audiences),

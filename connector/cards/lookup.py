@@ -16,9 +16,8 @@ from dataclasses import replace
 from typing import Any
 
 from connector.cards.addresses import Address, Candidate, candidates
-from connector.cards.build import NAME_TRAITS
 from connector.cards.profile import AccountData, OtherMatch, ProfileData
-from connector.config.schema import ConnectionFile
+from connector.config.schema import NAME_TRAITS, ConnectionFile
 from connector.errors import NoSlot, ProfileApiError, ProfileNotFound
 from connector.segment.client import (
     OPENING_PATIENCE,

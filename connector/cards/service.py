@@ -15,6 +15,7 @@ from cachetools import LRUCache
 from connector.cards.addresses import Address, NoCustomer
 from connector.cards.build import card_body, for_request
 from connector.cards.lookup import ProfileLookup
+from connector.cards.masking import MaskRules, View
 from connector.cards.models import ProfileCard
 from connector.cards.profile import ProfileData
 from connector.config.loading import Connection
@@ -49,8 +50,9 @@ class CardService:
         # outbox is what workers share).
         self._delivered_since = delivered_since
         self.executor = ThreadPoolExecutor(SECTION_THREADS, thread_name_prefix="sections")
-        # Bodies of cards served lately (see _body); cachetools' caches need a lock of ours.
-        self._bodies: LRUCache[tuple[str, str, datetime], ProfileCard] = LRUCache(BODIES_KEPT)
+        # Bodies of cards served lately, as each view of the masks reads them (see _body);
+        # cachetools' caches need a lock of ours.
+        self._bodies: LRUCache[tuple[str, str, datetime, View], ProfileCard] = LRUCache(BODIES_KEPT)
         self._bodies_lock = threading.Lock()
         # One cache for the life of the process: an edit of the connection file resizes it,
         # never empties it (see `cache_key`).
@@ -58,6 +60,7 @@ class CardService:
         # fetched, and one of them fetches for all.
         self.cache: SingleFlightCache[ProfileData | None] = SingleFlightCache(1, shared=shared)
         self._fingerprint = ("", "")  # (version, fingerprint) of the connection last seen
+        self._masks: tuple[str, MaskRules] | None = None  # (version, its masks), last seen
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -83,8 +86,10 @@ class CardService:
         address: Address,
         lookup_input: str,
         arrived: float | None = None,
+        reader_roles: frozenset[str] = frozenset(),
     ) -> CardAnswer:
-        """The card for an address; raises ProfileApiError when Segment fails and nothing is
+        """The card for an address, masked for a reader with `reader_roles` (a Studio flow
+        has none: every mask applies); raises ProfileApiError when Segment fails and nothing is
         cached recently enough to stand in. `arrived` (monotonic) starts the lookup's deadline
         when the request arrived rather than when a thread took it."""
         settings = connection.file.lookup
@@ -119,7 +124,7 @@ class CardService:
             _log_lookup(connection, address, "unavailable", started, error_code=error.code)
             raise
         card = for_request(
-            self._body(connection, cache_key, cached),
+            self._body(connection, cache_key, cached, reader_roles),
             lookup_input,
             cached.value,
             cached.fetched_at,
@@ -139,19 +144,34 @@ class CardService:
         return answer
 
     def _body(
-        self, connection: Connection, cache_key: str, cached: Cached[ProfileData | None]
+        self,
+        connection: Connection,
+        cache_key: str,
+        cached: Cached[ProfileData | None],
+        reader_roles: frozenset[str],
     ) -> ProfileCard:
-        """The card's body for this data and this version of the file, built once: a warm
-        lookup then builds only what is its own (a third of its CPU was building the same card
-        again). One fetch of one caller is one body: same key, same fetch time."""
-        key = (connection.version, cache_key, cached.fetched_at)
+        """The card's body for this data, this version of the file and this reader's view of
+        its masks, built once: a warm lookup then builds only what is its own (a third of its
+        CPU was building the same card again). One fetch of one caller is one body per view:
+        same key, same fetch time. The view is part of the key, so a body is only ever served
+        to readers who may see exactly what it shows."""
+        masks = self._mask_rules(connection)
+        view = masks.view(reader_roles)
+        key = (connection.version, cache_key, cached.fetched_at, view)
         with self._bodies_lock:
             body = self._bodies.get(key)
         if body is None:  # built outside the lock: two threads may both build it, alike
-            body = card_body(connection.file, cached.value)
+            body = masks.apply(card_body(connection.file, cached.value), view)
             with self._bodies_lock:
                 self._bodies[key] = body
         return body
+
+    def _mask_rules(self, connection: Connection) -> MaskRules:
+        """The masks of this version of the file, read from it once per version."""
+        known = self._masks
+        if known is None or known[0] != connection.version:
+            known = self._masks = (connection.version, MaskRules.of(connection.file))
+        return known[1]
 
     def no_customer(
         self, connection: Connection, caller: NoCustomer, lookup_input: str

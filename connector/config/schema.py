@@ -18,6 +18,9 @@ from pydantic import (
     model_validator,
 )
 
+# Traits the card's title is made of (connector.cards.build.display_name): shown to every reader.
+NAME_TRAITS = ("name", "first_name", "last_name")
+
 REGION_URLS = {"us": "https://profiles.segment.com", "eu": "https://profiles.euw1.segment.com"}
 
 
@@ -81,12 +84,54 @@ class LookupSection(_Section):
 TraitFormat = Literal["text", "number", "currency", "date", "boolean", "percent"]
 
 
-class IdentifierDisplay(_Section):
+FlexRole = Annotated[str, Field(pattern=r"^[a-z_]{1,50}$")]
+
+
+def _no_guest(roles: list[str], key: str) -> list[str]:
+    if "guest" in roles:
+        raise ValueError(f"guest tokens are always refused; remove guest from {key}")
+    return roles
+
+
+# How a value agents must not read in full is shown (connector.cards.masking): its last four
+# characters, or not at all.
+Mask = Literal["last4", "hidden"]
+
+
+class Maskable(_Section):
+    """A displayed value that may be masked for every reader but the Flex roles listed.
+
+    `mask` alone masks it for everyone; `visible_to_roles` alone hides it from everyone else;
+    both mask it (as `mask` says) from everyone else. Studio flows have no role: masked always.
+    """
+
+    mask: Mask | None = None
+    visible_to_roles: list[FlexRole] | None = None
+
+    @field_validator("visible_to_roles")
+    @classmethod
+    def _roles_that_can_read(cls, roles: list[str] | None) -> list[str] | None:
+        if roles is None:
+            return None
+        if not roles:
+            raise ValueError(
+                "lists no role, so nobody could see the value; list the Flex roles that may, "
+                'or write mask = "hidden" to hide it from everyone'
+            )
+        return _no_guest(roles, "visible_to_roles")
+
+    @property
+    def effective_mask(self) -> Mask | None:
+        """The mask readers outside `visible_to_roles` get (None: the value is not masked)."""
+        return self.mask or ("hidden" if self.visible_to_roles else None)
+
+
+class IdentifierDisplay(Maskable):
     type: IdentifierType
     label: Label
 
 
-class TraitDisplay(_Section):
+class TraitDisplay(Maskable):
     key: Key
     label: Label
     format: TraitFormat = "text"
@@ -97,6 +142,10 @@ class LabelledKey(_Section):
     label: Label
 
 
+class ComputedTraitDisplay(LabelledKey, Maskable):
+    pass
+
+
 class CardSection(_Section):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
     since_traits: list[Key] = ["customer_since", "created_at"]
@@ -104,9 +153,6 @@ class CardSection(_Section):
 
 class CorsSection(_Section):
     allowed_origins: list[HttpUrl] = ["https://flex.twilio.com"]
-
-
-FlexRole = Annotated[str, Field(pattern=r"^[a-z_]{1,50}$")]
 
 
 class AuthSection(_Section):
@@ -130,9 +176,7 @@ class AuthSection(_Section):
     @field_validator("allowed_roles")
     @classmethod
     def _no_guest(cls, roles: list[str]) -> list[str]:
-        if "guest" in roles:
-            raise ValueError("guest tokens are always refused; remove guest from allowed_roles")
-        return roles
+        return _no_guest(roles, "allowed_roles")
 
 
 class WritebackSection(_Section):
@@ -152,7 +196,7 @@ class ConnectionFile(_Section):
     identifiers: list[IdentifierDisplay] = []
     traits: list[TraitDisplay] = []
     audiences: list[LabelledKey] = []
-    computed_traits: list[LabelledKey] = []
+    computed_traits: list[ComputedTraitDisplay] = []
     card: CardSection = CardSection()
     cors: CorsSection = CorsSection()
     auth: AuthSection = AuthSection()
@@ -169,4 +213,35 @@ class ConnectionFile(_Section):
             repeated = sorted({k for k in keys if keys.count(k) > 1})
             if repeated:
                 raise ValueError(f"{name} lists {', '.join(repeated)} more than once")
+        self._masks_hold()
         return self
+
+    def _masks_hold(self) -> None:
+        """A mask must really keep the value from its readers: refuse roles that can never read
+        a card, and masks on traits the card shows elsewhere in full (title, subtitle)."""
+        allowed = set(self.auth.allowed_roles)
+        entries: list[tuple[str, Maskable]] = [
+            *((f"identifiers[{i}] ({e.type})", e) for i, e in enumerate(self.identifiers)),
+            *((f"traits[{i}] ({e.key})", e) for i, e in enumerate(self.traits)),
+            *((f"computed_traits[{i}] ({e.key})", e) for i, e in enumerate(self.computed_traits)),
+        ]
+        for where, entry in entries:
+            unknown = [r for r in entry.visible_to_roles or [] if r not in allowed]
+            if unknown:
+                raise ValueError(
+                    f"{where}: visible_to_roles lists {', '.join(unknown)}, which [auth] "
+                    "allowed_roles does not let read cards; add it there or remove it here"
+                )
+        for i, trait in enumerate(self.traits):
+            if trait.effective_mask is None:
+                continue
+            if trait.key in NAME_TRAITS:
+                raise ValueError(
+                    f"traits[{i}] ({trait.key}): the card's title is made of {trait.key}, so a "
+                    "mask could not hide it; remove mask and visible_to_roles"
+                )
+            if trait.key in self.card.since_traits:
+                raise ValueError(
+                    f"traits[{i}] ({trait.key}): it is in [card] since_traits, so its year "
+                    "shows in the card's subtitle; remove it from since_traits to mask it"
+                )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from connector.auth.audit import note_caller, note_outcome
+from connector.auth.gate import current_principal
 from connector.auth.policy import policy
 from connector.cards.addresses import NoCustomer
 from connector.cards.build import studio_payload
@@ -17,7 +18,8 @@ blueprint = Blueprint("cards", __name__)
 
 
 def look_up() -> CardAnswer:
-    """The card for the address the request names, its outcome noted for the audit trail."""
+    """The card for the address the request names, masked for whoever asks (the gate's
+    principal), its outcome noted for the audit trail."""
     current = connection()
     cards = services().cards
     caller, raw = lookup_caller(current.file.lookup.default_country)
@@ -26,12 +28,18 @@ def look_up() -> CardAnswer:
         answer = cards.no_customer(current, caller, raw)
     else:
         try:
-            answer = cards.card(current, caller, raw, arrival())
+            answer = cards.card(current, caller, raw, arrival(), reader_roles())
         except ProfileApiError:
             note_outcome("unavailable")
             raise
     note_outcome(answer.status)
     return answer
+
+
+def reader_roles() -> frozenset[str]:
+    """The Flex roles of the reader; none for Studio and Basic users, so every mask applies."""
+    principal = current_principal()
+    return principal.roles if principal is not None else frozenset()
 
 
 @blueprint.route("/v1/cards", methods=["GET", "POST"])
