@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 
@@ -85,6 +85,7 @@ def test_a_failed_commit_fails_every_item_in_it_and_the_next_group_goes_on() -> 
             threading.Event().wait(0.001)
         committer.release.set()
         assert first.result(WAIT) == 0
+        wait(rest.values(), WAIT)  # every group committed (or failed) before reading them
         failed = next(g for g in committer.groups if 2 in g)
         for n, future in rest.items():
             if n in failed:
