@@ -21,10 +21,16 @@ def sandbox(make_sandbox: SandboxFactory) -> RunningSandbox:
     return make_sandbox(data="demo")
 
 
-@pytest.fixture
-def connector(make_connector: ConnectorFactory, sandbox: RunningSandbox) -> RunningConnector:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def connector(
+    request: pytest.FixtureRequest, make_connector: ConnectorFactory, sandbox: RunningSandbox
+) -> RunningConnector:
+    """Write-back on, the outbox and the ledger in SQLite, then in PostgreSQL."""
     extra = f'\n[writeback]\nenabled = true\ntracking_api_url = "{sandbox.url}"\n'
-    return make_connector(sandbox, extra)
+    if request.param == "sqlite":
+        return make_connector(sandbox, extra)
+    url = request.getfixturevalue("database_url")  # a schema of this test's own
+    return make_connector(sandbox, extra, env={"DATABASE_URL": url})
 
 
 def drained(connector: RunningConnector, within: float = 20.0) -> None:
