@@ -27,7 +27,7 @@ from connector.segment.probe import ReadinessProbe
 from connector.state.deliveries import SharedDeliveries
 from connector.state.redis import SharedRedis
 from connector.state.shared_tier import Codec, SharedTier
-from connector.web import cards, events, handlers, health, pages
+from connector.web import cards, events, handlers, health, history, pages
 from connector.web.body_limit import BodyLimit
 from connector.web.fields import MAX_BODY_BYTES, tolerant_body
 from connector.web.registry import (
@@ -101,7 +101,13 @@ def create_app(
     proxied = TrustedProxies(app.wsgi_app, lambda environ: trusted_proxies(snapshot_of(environ)))
     bounded = BodyLimit(proxied, MAX_BODY_BYTES)
     app.wsgi_app = ConnectionSnapshot(bounded, holder)  # type: ignore[method-assign]
-    for blueprint in (cards.blueprint, events.blueprint, health.blueprint, pages.blueprint):
+    for blueprint in (
+        cards.blueprint,
+        events.blueprint,
+        history.blueprint,
+        health.blueprint,
+        pages.blueprint,
+    ):
         app.register_blueprint(blueprint)
     app.after_request(handlers.cors)
     app.after_request(audit.record)
@@ -129,7 +135,7 @@ def build_services(
         redis=redis,
         http=http,
         api=api,
-        cards=CardService(api, delivered_since, shared_cards),
+        cards=CardService(api, delivered_since, shared_cards, unlinked=outbox.unlinked),
         probe=ReadinessProbe(api),
         outbox=outbox,
         events=EventWriter(CallerIdentities(api), outbox),

@@ -252,3 +252,45 @@ def test_without_all_matches_only_the_first_is_asked(
     assert card["profile"]["name"] == "Pat Doe" and card["lookup"]["other_matches"] == []
     asked = sandbox.control.stats(detail=True)["profile_api"]["by_lookup"]
     assert asked and not [key for key in asked if "555-0199" in key]  # the national format
+
+
+def test_the_history_tab_shows_the_ledger_and_the_agent_unlinks_a_wrong_match(
+    browser: Browser, make_connector: ConnectorFactory, make_sandbox: SandboxFactory
+) -> None:
+    sandbox = make_sandbox(data="demo")
+    writeback = f'\n[writeback]\nenabled = true\ntracking_api_url = "{sandbox.url}"\n'
+    with flex_tab(browser, make_connector, sandbox, width=400, extra=writeback) as tab:
+        for task, topic in (("WT1", "billing"), ("WT2", "returns")):
+            answer = tab.connector.http.post(
+                "/v1/events",
+                json={
+                    "from": ADA,
+                    "event": "Flex - Engagement Completed",
+                    "TaskSid": task,
+                    "Channel": "voice",
+                    "properties": {"codes": {"topic": topic}, "sentiment": "positive"},
+                },
+            )
+            assert answer.status_code == 202, answer.text
+        frame = tab.page.frame_locator("#crm")
+        _frame(tab.page, fragment_url(tab.connector, ADA))
+        frame.locator("#tab-history").click()
+        summary = frame.locator("#engagement")
+        expect(summary).to_contain_text("Inbound engagements2")
+        expect(summary).to_contain_text("returns")  # the last topic
+        first = frame.locator("#events li").first
+        expect(first).to_contain_text("Flex - Engagement Completed")
+        expect(first).to_contain_text("voice")
+        screenshot(tab.page, "engagement", 400)
+
+        # The match is wrong: two clicks (the second confirms) record the correction.
+        unlink = frame.locator("#unlink")
+        unlink.click()
+        expect(unlink).to_have_text("Confirm: not this customer")
+        unlink.click()
+        expect(frame.locator("#name")).to_have_text("Not this customer")
+        expect(frame.locator("#search-value")).to_be_visible()
+        screenshot(tab.page, "unlinked", 400)
+        assert_kept_out_of_urls(tab.wire, secret_forms(tab.connector.agent_token, ADA))
+        unlinked = tab.connector.card(**{"from": ADA}).json()  # (a GET with the caller in it)
+        assert unlinked["found"] is False and unlinked["lookup"]["reason"] == "unlinked"

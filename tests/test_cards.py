@@ -274,7 +274,7 @@ SUBSCRIPTION_CHANGE = {
         ({"type": "track"}, "track", "(unnamed event)"),
         (
             SUBSCRIPTION_CHANGE,
-            "subscription",
+            "subscription_change",
             "Subscription changed: Email unsubscribed, WhatsApp subscribed",
         ),
         (

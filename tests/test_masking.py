@@ -204,3 +204,25 @@ def test_a_mask_added_by_an_edit_masks_cards_already_cached(masked: RunningConne
     assert after.json()["freshness"]["fetched_at"] == before["freshness"]["fetched_at"]  # cached
     assert traits_of(after.json())["ssn"] == (None, "Hidden")
     assert_no_raw_value(after.text)
+
+
+def test_the_history_masks_an_identify_calls_traits(
+    masked: RunningConnector, sandbox: RunningSandbox
+) -> None:
+    def history_as(token: str) -> httpx.Response:
+        return httpx.post(
+            f"{masked.url}/v1/cards/history",
+            data={"From": GRACE},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=15,
+        )
+
+    agent = history_as(masked.agent_token)
+    assert agent.status_code == 200
+    identify = [i for i in agent.json()["history"] if i["kind"] == "identify"]
+    assert identify and identify[0]["details"]["card_number"] == "•••• 9876"
+    assert identify[0]["details"]["plan"] == "gold"
+    assert_no_raw_value(agent.text)
+    supervisor = history_as(token_with(sandbox, "supervisor")).json()
+    shown = next(i for i in supervisor["history"] if i["kind"] == "identify")["details"]
+    assert shown["ssn"] == SSN and shown["churn_score"] == "Hidden"  # admin only

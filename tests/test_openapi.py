@@ -6,6 +6,7 @@ import httpx
 
 from connector.cards.models import ProfileCard
 from connector.web.models import Health, Readiness, StudioLookup
+from connector.writeback.history import CardHistory
 from tests.conftest import RunningConnector
 
 
@@ -36,6 +37,9 @@ def test_schemas_are_defined_for_every_reference(connector: RunningConnector) ->
         "LookupRequest",
         "EventRequest",
         "Health",
+        "CardHistory",
+        "Unlinked",
+        "UnlinkRequest",
     ):
         assert f"#/components/schemas/{name}" in text
         assert name in document["components"]["schemas"]
@@ -49,6 +53,9 @@ def test_real_answers_match_the_documented_models(connector: RunningConnector) -
     )
     Readiness.model_validate(connector.http.get("/readyz").json())
     Health.model_validate(connector.http.get("/healthz").json())
+    CardHistory.model_validate(
+        connector.http.get("/v1/cards/history", params={"from": "+14155550123"}).json()
+    )
 
 
 def test_the_card_page_takes_nothing_in_its_url(connector: RunningConnector) -> None:

@@ -254,14 +254,15 @@ def flex_tab(
     demo: RunningSandbox,
     timezone: str | None = None,
     width: int = 900,
+    extra: str = "",
     **settings: Any,
 ) -> Iterator[FlexTab]:
-    """`settings` go to the connection file's [lookup] (tests.conftest.start_connector)."""
+    """`extra` is added to the connection file, `settings` go to its [lookup]
+    (tests.conftest.start_connector)."""
     flex = parent_page()  # its origin stands in for https://flex.twilio.com
     try:
-        connector = make_connector(
-            demo, f'\n[cors]\nallowed_origins = ["{flex.url}"]\n', **settings
-        )
+        cors = f'\n[cors]\nallowed_origins = ["{flex.url}"]\n'
+        connector = make_connector(demo, cors + extra, **settings)
         wire = Wire()
         wire.record(connector)
         context = browser.new_context(

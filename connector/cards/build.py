@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from connector.cards.addresses import NoCustomerReason
 from connector.cards.event_titles import event_details, event_kind, event_title
 from connector.cards.models import (
     CardAccount,
@@ -22,6 +21,7 @@ from connector.cards.models import (
     CardMatch,
     CardProfile,
     Freshness,
+    LookupReason,
     ProfileCard,
 )
 from connector.cards.profile import ProfileData
@@ -47,7 +47,7 @@ def for_request(
     fetched_at: datetime,
     now: datetime,
     stale: bool = False,
-    reason: NoCustomerReason | None = None,
+    reason: LookupReason | None = None,
 ) -> ProfileCard:
     """A card body (see card_body) with what belongs to this request: what was asked, and how
     old the data is now."""

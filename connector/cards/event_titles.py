@@ -25,14 +25,19 @@ STATUS_NAMES = {
     "DID_NOT_SUBSCRIBE": "did not subscribe",
 }
 MAX_TRAITS_NAMED = 3  # "Profile updated: Plan, City, Country and 4 more"
+# The correction an agent records with "Not this customer" (POST /v1/cards/unlink).
+UNLINK_EVENT = "Flex - Profile Unlinked"
 
 
 def event_kind(raw: Mapping[str, Any]) -> str:
-    """track | identify | subscription | group | page | screen | alias (Segment's types, with a
-    subscription change told apart from other identify calls)."""
+    """track | identify | subscription_change | group | page | screen | alias | unlinked:
+    Segment's types, with a subscription change told apart from other identify calls and an
+    agent's "not this customer" from other track calls."""
     kind = raw.get("type") if isinstance(raw.get("type"), str) else "track"
     if kind == "identify" and subscriptions(raw):
-        return "subscription"
+        return "subscription_change"
+    if kind == "track" and raw.get("event") == UNLINK_EVENT:
+        return "unlinked"
     return str(kind)
 
 
@@ -40,7 +45,7 @@ def event_title(raw: Mapping[str, Any]) -> str:
     """The line an agent reads for an event."""
     kind = event_kind(raw)
     name = raw.get("event") if isinstance(raw.get("event"), str) else None
-    if kind == "subscription":
+    if kind == "subscription_change":
         changes = [
             f"{CHANNEL_NAMES.get(str(s.get('type')), humanize(str(s.get('type', ''))))} "
             f"{STATUS_NAMES.get(str(s.get('status')), str(s.get('status', '')).lower())}"
@@ -64,6 +69,9 @@ def event_title(raw: Mapping[str, Any]) -> str:
         return f"Viewed {kind} {where}" if where else f"Viewed a {kind}"
     if kind == "alias":
         return "Identity linked"
+    if kind == "unlinked":
+        segment_id = _object(raw, "properties").get("segment_id")
+        return f"Not this customer: profile {segment_id} unlinked" if segment_id else UNLINK_EVENT
     return name or "(unnamed event)"
 
 
@@ -71,7 +79,7 @@ def event_details(raw: Mapping[str, Any]) -> dict[str, Any]:
     """What the event carried, for its expandable details: a track's properties, an identify's
     or group's traits, a subscription change's channels and statuses (not the addresses)."""
     kind = event_kind(raw)
-    if kind == "subscription":
+    if kind == "subscription_change":
         return {
             CHANNEL_NAMES.get(str(s.get("type")), str(s.get("type"))): STATUS_NAMES.get(
                 str(s.get("status")), str(s.get("status"))

@@ -100,12 +100,17 @@ class MaskRules:
         )
 
     def _event(self, event: CardEvent, view: View) -> CardEvent:
-        """An identify call's details are traits: the same masks as on the card (an identifier
-        is a trait of the same name there: `email`, `phone`)."""
         if event.kind != "identify":
             return event
-        details = dict(event.details)
-        for key, value in event.details.items():
+        details = self.masked_traits(event.details, view)
+        return event if details == event.details else event.model_copy(update={"details": details})
+
+    def masked_traits(self, traits: Mapping[str, Any], view: View) -> dict[str, Any]:
+        """An identify call's traits (a history item's details) with the card's masks applied:
+        a trait, a computed trait, or an identifier, which is a trait of the same name there
+        (`email`, `phone`)."""
+        shown = dict(traits)
+        for key, value in traits.items():
             mask = next(
                 (
                     found
@@ -115,8 +120,8 @@ class MaskRules:
                 None,
             )
             if mask is not None:
-                details[key] = last4(value) if mask == "last4" else HIDDEN
-        return event if details == event.details else event.model_copy(update={"details": details})
+                shown[key] = last4(value) if mask == "last4" else HIDDEN
+        return shown
 
     def _items(
         self, rules: Mapping[str, Maskable], items: list[CardItem], view: View

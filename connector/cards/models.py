@@ -59,12 +59,16 @@ class CardMatch(_Model):
     name: str
 
 
+# Why a lookup found no one without Segment's say: the caller ID is withheld, the address is no
+# customer's (an agent's client:, a SIP URI), or an agent said the profile found is not this
+# caller's ("not this customer", POST /v1/cards/unlink).
+LookupReason = Literal["withheld", "not_a_customer_address", "unlinked"]
+
+
 class CardLookup(_Model):
     input: str
     identifier: str | None
-    # Why nothing was looked up: the caller ID is withheld, or the address is no customer's
-    # (an agent's client:, a SIP URI); None when Segment was asked.
-    reason: Literal["withheld", "not_a_customer_address"] | None = None
+    reason: LookupReason | None = None  # None when Segment was asked and answered
     # Other profiles than the card's that the address leads to: a plugin shows a choice (the card
     # page does), never silently the first. Empty when there is one.
     other_matches: list[CardMatch] = []

@@ -30,12 +30,15 @@ BODIES_KEPT = 1024  # card bodies kept built: the callers of the last minutes
 SECTION_THREADS = 64  # a cold card asks for 6 sections at once; lookups run 32 at a time or more
 # Whether an event about a caller (by cache key) reached Segment since a moment (epoch seconds).
 DeliveredSince = Callable[[str, float], bool]
+# The segment_ids agents said are not a caller's (by cache key): the interaction ledger's unlinks.
+Unlinked = Callable[[str], frozenset[str]]
 
 
 @dataclass(frozen=True)
 class CardAnswer:
     card: ProfileCard
     status: str  # found | not_found
+    data: ProfileData | None = None  # what the card was built from (the history reads it)
 
 
 class CardService:
@@ -44,8 +47,14 @@ class CardService:
         api: ProfileApi,
         delivered_since: DeliveredSince | None = None,
         shared: SharedTier[ProfileData | None] | None = None,
+        unlinked: Unlinked | None = None,
     ) -> None:
         self._api = api
+        # Asked once per fetch of a caller's card, not per lookup: the answer is kept beside
+        # the card (see _unlinked_from), and whatever makes the card out of date (an unlink
+        # here, or one in another worker: delivered_since) makes it be asked again.
+        self._unlinked = unlinked
+        self._unlinks: LRUCache[str, tuple[datetime, frozenset[str]]] = LRUCache(BODIES_KEPT)
         # An event delivered about a caller makes their card out of date in every worker (the
         # outbox is what workers share).
         self._delivered_since = delivered_since
@@ -123,6 +132,17 @@ class CardService:
         except ProfileApiError as error:
             _log_lookup(connection, address, "unavailable", started, error_code=error.code)
             raise
+        if self._unlinked_from(address, cached):
+            card = for_request(
+                card_body(connection.file, None),
+                lookup_input,
+                None,
+                cached.fetched_at,
+                datetime.now(UTC),
+                reason="unlinked",
+            )
+            _log_lookup(connection, address, "not_found", started, reason="unlinked")
+            return CardAnswer(card, "not_found")
         card = for_request(
             self._body(connection, cache_key, cached, reader_roles),
             lookup_input,
@@ -131,7 +151,7 @@ class CardService:
             datetime.now(UTC),
             cached.stale,
         )
-        answer = CardAnswer(card, "found" if card.found else "not_found")
+        answer = CardAnswer(card, "found" if card.found else "not_found", cached.value)
         matched = card.lookup.identifier
         _log_lookup(
             connection,
@@ -142,6 +162,32 @@ class CardService:
             matched_type=matched.partition(":")[0] if matched else None,
         )
         return answer
+
+    def _unlinked_from(self, address: Address, cached: Cached[ProfileData | None]) -> bool:
+        """Whether an agent said the profile found is not this caller's."""
+        data = cached.value
+        if self._unlinked is None or data is None or not data.segment_id:
+            return False
+        subject = address.cache_key
+        with self._bodies_lock:
+            known = self._unlinks.get(subject)
+        if known is None or known[0] != cached.fetched_at:
+            try:
+                unlinked = self._unlinked(subject)
+            except OutboxUnavailable:  # the ledger's database is down: the lookup goes on
+                log.warning("unlinks unknown: the outbox's database is unavailable")
+                return False  # not kept: asked again next time
+            known = (cached.fetched_at, unlinked)
+            with self._bodies_lock:
+                self._unlinks[subject] = known
+        return data.segment_id in known[1]
+
+    def forget(self, connection: Connection, address: Address) -> None:
+        """Drop what is cached about a caller (their card, their unlinks): an agent unlinked a
+        profile from them, and the next lookup must know it (other workers: delivered_since)."""
+        self.cache.forget(self.cache_key(connection, address))
+        with self._bodies_lock:
+            self._unlinks.pop(address.cache_key, None)
 
     def _body(
         self,
@@ -155,7 +201,7 @@ class CardService:
         CPU was building the same card again). One fetch of one caller is one body per view:
         same key, same fetch time. The view is part of the key, so a body is only ever served
         to readers who may see exactly what it shows."""
-        masks = self._mask_rules(connection)
+        masks = self.mask_rules(connection)
         view = masks.view(reader_roles)
         key = (connection.version, cache_key, cached.fetched_at, view)
         with self._bodies_lock:
@@ -166,7 +212,7 @@ class CardService:
                 self._bodies[key] = body
         return body
 
-    def _mask_rules(self, connection: Connection) -> MaskRules:
+    def mask_rules(self, connection: Connection) -> MaskRules:
         """The masks of this version of the file, read from it once per version."""
         known = self._masks
         if known is None or known[0] != connection.version:

@@ -186,6 +186,8 @@ class WritebackSection(_Section):
     outbox_path: Annotated[str, Field(min_length=1)] = "outbox.sqlite"
     # Under Segment's 24 h de-duplication window: a late retry can never be a duplicate.
     give_up_after_hours: float = Field(default=20.0, gt=0, lt=24)
+    # The interaction ledger's rows (connector.writeback.ledger) are deleted after this.
+    ledger_keep_days: float = Field(default=365.0, gt=0)
 
 
 class ConnectionFile(_Section):

@@ -7,7 +7,7 @@ from flask import Blueprint, Response, jsonify
 from connector.auth.audit import note_caller, note_outcome
 from connector.auth.gate import current_principal
 from connector.auth.policy import policy
-from connector.cards.addresses import NoCustomer
+from connector.cards.addresses import Caller, NoCustomer
 from connector.cards.build import studio_payload
 from connector.cards.service import CardAnswer
 from connector.errors import ProfileApiError
@@ -20,6 +20,11 @@ blueprint = Blueprint("cards", __name__)
 def look_up() -> CardAnswer:
     """The card for the address the request names, masked for whoever asks (the gate's
     principal), its outcome noted for the audit trail."""
+    return look_up_caller()[1]
+
+
+def look_up_caller() -> tuple[Caller, CardAnswer]:
+    """The caller the request names, and their card (see look_up)."""
     current = connection()
     cards = services().cards
     caller, raw = lookup_caller(current.file.lookup.default_country)
@@ -33,7 +38,7 @@ def look_up() -> CardAnswer:
             note_outcome("unavailable")
             raise
     note_outcome(answer.status)
-    return answer
+    return caller, answer
 
 
 def reader_roles() -> frozenset[str]:

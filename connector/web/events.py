@@ -27,6 +27,7 @@ from connector.web.fields import (
     other_fields,
     parse_caller,
 )
+from connector.web.interaction import request_interaction
 from connector.web.models import EventAccepted
 from connector.web.registry import connection, services
 from connector.writeback.events import ChannelKeys, InvalidEvent, parse_event, unflatten
@@ -49,7 +50,9 @@ def record_event() -> Response:
     address = _caller_address(*callers.for_event(event.type == "subscriptions"), country)
     keys = _keys(callers, address, country)
     try:
-        accepted = services().events.accept(current, event, address, keys, arrival())
+        accepted = services().events.accept(
+            current, event, address, keys, arrival(), request_interaction()
+        )
     except NotFound:
         note_outcome("not_found")
         raise

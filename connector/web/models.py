@@ -46,7 +46,7 @@ class StudioLookup(BaseModel):
     found: bool
     status: Literal["found", "not_found", "unavailable"]
     connection: str
-    # not_found: withheld | not_a_customer_address (null when Segment was asked);
+    # not_found: withheld | not_a_customer_address | unlinked (null when Segment was asked);
     # unavailable: the error code (space_not_found, token_refused, upstream_unavailable, ...)
     reason: str | None = None
     message: str | None = Field(default=None, description="For unavailable: what to do")
@@ -57,6 +57,28 @@ class EventAccepted(_Model):
     queued: bool
     duplicate: bool
     identified: bool
+
+
+class UnlinkRequest(_Model):
+    """`POST /v1/cards/unlink`'s fields beside the caller's (`from`): the profile the card showed
+    and the identifier that found it (the card's `lookup.identifier`, Studio's
+    `matched_identifier`). Twilio's TaskSid, WorkerSid and CallSid are read too."""
+
+    segment_id: str = Field(pattern=r"^[A-Za-z0-9_.:\-]{1,200}$")
+    matched_identifier: str = Field(pattern=r"^[a-z0-9_.\-]{1,100}:.{1,500}$")
+    task_sid: str | None = Field(default=None, max_length=100)
+    worker_sid: str | None = Field(default=None, max_length=100)
+    call_sid: str | None = Field(default=None, max_length=100)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class Unlinked(_Model):
+    unlinked: bool
+    segment_id: str
+    messageId: str
+    sent_to_segment: bool  # false: recorded in the connector's ledger only
+    duplicate: bool
+    message: str
 
 
 class Health(_Model):

@@ -19,14 +19,19 @@ from connector.web.models import (
     Readiness,
     ReadinessSummary,
     StudioLookup,
+    Unlinked,
+    UnlinkRequest,
 )
 from connector.writeback.events import EventRequest
+from connector.writeback.history import CardHistory
 
 REF = "#/components/schemas/{model}"
 MODELS: list[type[BaseModel]] = [
     ProfileCard,
     StudioLookup,
     EventAccepted,
+    CardHistory,
+    Unlinked,
     Health,
     Readiness,
     ReadinessSummary,
@@ -57,6 +62,7 @@ def _as_sent(name: str, *models: type[BaseModel]) -> type[BaseModel]:
 INPUTS = [
     _as_sent("LookupRequest", LookupRequest),
     _as_sent("EventRequest", EventRequest, LookupRequest),
+    _as_sent("UnlinkRequest", UnlinkRequest, LookupRequest),
 ]
 
 
@@ -114,6 +120,16 @@ CARD_PAGE = (
     "Flex frames /cards/view#from=<caller>&Token=<agent's token>. Browsers never send the "
     "fragment (after #): the page's script reads it, removes it from the address bar and "
     "posts it to POST /cards/view, so neither the token nor the caller is in a request line."
+)
+
+HISTORY = (
+    "The connector's interaction ledger (kept [writeback] ledger_keep_days) merged with the "
+    "Profile API's events on the card, each event once; source says which one it came from."
+)
+UNLINK = (
+    "Records a `Flex - Profile Unlinked` track event (through the outbox, when write-back is "
+    "on) and a ledger row; later lookups of this caller answer found: false with "
+    'lookup.reason "unlinked" for that profile (Studio: status not_found).'
 )
 
 
@@ -188,6 +204,33 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": _body(INPUTS[0]),
                     "responses": card,
                 },
+            },
+            "/v1/cards/history": {
+                method: {
+                    "summary": "A caller's history past 14 days, and an engagement summary",
+                    "description": HISTORY,
+                    **inputs,
+                    "responses": {
+                        "200": _json(CardHistory, "Newest first; the same inputs as /v1/cards"),
+                        **_errors(400, *AUTH_ERRORS, 413, 415, 429, 502),
+                    },
+                }
+                for method, inputs in (
+                    ("get", {"parameters": LOOKUP_PARAMETERS}),
+                    ("post", {"requestBody": _body(INPUTS[0])}),
+                )
+            },
+            "/v1/cards/unlink": {
+                "post": {
+                    "summary": "Not this customer: unlink the profile shown from this caller",
+                    "description": UNLINK,
+                    "requestBody": _body(INPUTS[2]),
+                    "responses": {
+                        "202": _json(Unlinked, "Recorded, and a correction event queued"),
+                        "200": _json(Unlinked, "Recorded only: write-back is off"),
+                        **_errors(400, *AUTH_ERRORS, 413, 415, 429),
+                    },
+                }
             },
             "/v1/studio/lookup": {
                 "post": {

@@ -17,8 +17,9 @@ from flask import Blueprint, Response, render_template, request, send_file
 
 from connector.auth.policy import policy
 from connector.cards.build import display
-from connector.errors import BadRequest, ProfileApiError, bounded
-from connector.web.cards import look_up
+from connector.errors import BadRequest, OutboxUnavailable, ProfileApiError, bounded
+from connector.web.cards import look_up_caller
+from connector.web.history import reader_history
 from connector.web.registry import connection
 
 blueprint = Blueprint("pages", __name__, template_folder="templates")
@@ -58,10 +59,15 @@ def card_view() -> Response:
     if _secret_in_query():
         raise BadRequest(FRAGMENT_FORM)
     try:
-        answer = look_up()
+        caller, answer = look_up_caller()
     except ProfileApiError as error:
         return error_page(503, error.public_message)
-    return page_response(render_template("card.html", card=answer.card), 200)
+    try:
+        history = reader_history(caller, answer) if answer.card.found else None
+    except OutboxUnavailable:  # the card without what the ledger adds, and a line saying so
+        history = None
+    page = render_template("card.html", card=answer.card, history=history)
+    return page_response(page, 200)
 
 
 @blueprint.get("/cards/view.js")

@@ -115,15 +115,19 @@ class Drainer:
         return len(rows)
 
     def tidy_if_due(self) -> None:
-        """Every TIDY_EVERY_SECONDS, forget old sent rows and shrink the files."""
+        """Every TIDY_EVERY_SECONDS, forget old sent rows and ledger rows, shrink the files."""
         now = self._clock()
         outbox = self.outbox.opened()  # never opened here: no file of this process to tidy
         if now < self._next_tidy or outbox is None:
             return
         self._next_tidy = now + TIDY_EVERY_SECONDS
-        forgotten = outbox.tidy()
+        keep_ledger = self._connection().file.writeback.ledger_keep_days * 86400
+        forgotten = outbox.tidy(keep_ledger=keep_ledger)
         if forgotten:
-            log.info("outbox tidied: %d sent events past their keeping time deleted", forgotten)
+            log.info(
+                "outbox tidied: %d sent events and ledger rows past their keeping time deleted",
+                forgotten,
+            )
 
     def _send(self, rows: Sequence[Row], connection: Connection) -> None:
         assert connection.write_key is not None  # noqa: S101 - checked by drain_once

@@ -159,7 +159,7 @@ def build_message(
     if identity.user_id:
         message["userId"] = identity.user_id
     else:  # Segment needs userId or anonymousId; the external id ties it to the profile
-        message["anonymousId"] = "upc-" + _digest(str(identity.matched))[:32]
+        message["anonymousId"] = anonymous_id(identity.matched)
         context["externalIds"] = [
             {
                 "id": identity.matched.value,
@@ -179,6 +179,12 @@ def build_message(
     message["messageId"] = request.message_id or "upc-" + _digest(_canonical(message))[:40]
     _check_size(message)
     return message
+
+
+def anonymous_id(matched: Candidate) -> str:
+    """The anonymousId of events about a profile with no user_id, from the identifier that
+    found it: the same every time, so the ledger finds them again from the profile."""
+    return "upc-" + _digest(str(matched))[:32]
 
 
 def _check_size(message: Mapping[str, Any]) -> None:

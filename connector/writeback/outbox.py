@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from connector.writeback.group_commit import GroupCommit
+from connector.writeback.ledger import KEEP_LEDGER_DAYS, LedgerEntry, LedgerKeys, LedgerStore
+from connector.writeback.ledger_sql import SQLITE, entries, row_values
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -49,6 +51,7 @@ SUBJECT_INDEX = "CREATE INDEX IF NOT EXISTS outbox_subject ON outbox (subject, d
 # minutes, not hours). After that it is deleted. Dead letters are kept until an admin retries or
 # purges them (`connector outbox --retry-dead | --purge-dead`).
 KEEP_SENT_SECONDS = 24 * 3600
+KEEP_LEDGER_SECONDS = KEEP_LEDGER_DAYS * 86400
 
 
 def encode_message(message: Mapping[str, Any]) -> bytes:
@@ -94,11 +97,14 @@ class NewRow:
     size: int
     created_at: float
     subject: str | None
+    ledger: LedgerEntry | None = None  # committed with it (connector.writeback.ledger)
 
 
-def new_row(message: Mapping[str, Any], subject: str | None, now: float) -> NewRow:
+def new_row(
+    message: Mapping[str, Any], subject: str | None, now: float, ledger: LedgerEntry | None = None
+) -> NewRow:
     body = encode_message(message)
-    return NewRow(message["messageId"], body.decode(), len(body), now, subject)
+    return NewRow(message["messageId"], body.decode(), len(body), now, subject, ledger)
 
 
 @dataclass(frozen=True)
@@ -109,8 +115,9 @@ class Depth:
     dead: int
 
 
-class OutboxStore(Protocol):
-    """What the writer, the drainer, the card service and `connector outbox` ask of an outbox.
+class OutboxStore(LedgerStore, Protocol):
+    """What the writer, the drainer, the card service and `connector outbox` ask of an outbox
+    (and of the interaction ledger that lives beside it).
 
     Times are epoch seconds from the backend's injected clock. A backend that cannot reach its
     storage raises connector.errors.OutboxUnavailable.
@@ -121,7 +128,12 @@ class OutboxStore(Protocol):
         """Where it is, for people (a path; a database URL without its password)."""
         ...
 
-    def add(self, message: Mapping[str, Any], subject: str | None = None) -> bool: ...
+    def add(
+        self,
+        message: Mapping[str, Any],
+        subject: str | None = None,
+        ledger: LedgerEntry | None = None,
+    ) -> bool: ...
 
     def delivered_since(self, subject: str, moment: float) -> bool: ...
 
@@ -145,7 +157,9 @@ class OutboxStore(Protocol):
 
     def forget_sent(self, older_than: float = KEEP_SENT_SECONDS) -> int: ...
 
-    def tidy(self, older_than: float = KEEP_SENT_SECONDS) -> int: ...
+    def tidy(
+        self, older_than: float = KEEP_SENT_SECONDS, keep_ledger: float = KEEP_LEDGER_SECONDS
+    ) -> int: ...
 
     def reachable(self) -> bool:
         """Whether it can take an event now (quickly: for /readyz)."""
@@ -210,6 +224,8 @@ class Outbox:
                 for statement in MIGRATIONS:
                     db.execute(statement)
             db.execute(SUBJECT_INDEX)
+            for statement in SQLITE.schema():
+                db.execute(statement)
 
     @property
     def location(self) -> str:
@@ -254,33 +270,65 @@ class Outbox:
                 raise
             db.execute("COMMIT")
 
-    def add(self, message: Mapping[str, Any], subject: str | None = None) -> bool:
-        """Commit a message about `subject`; False when its messageId is already here.
+    def add(
+        self,
+        message: Mapping[str, Any],
+        subject: str | None = None,
+        ledger: LedgerEntry | None = None,
+    ) -> bool:
+        """Commit a message about `subject`, and its `ledger` row; False when its messageId
+        is already here (then neither is added again).
 
         It returns once the message is committed, in one transaction with the messages other
         threads added at the same moment (connector.writeback.group_commit).
         """
-        return self._adding.submit(new_row(message, subject, self._clock()))
+        return self._adding.submit(new_row(message, subject, self._clock(), ledger))
 
     def _insert(self, rows: Sequence[NewRow]) -> list[bool]:
         with self._transaction() as db:
-            return [
-                db.execute(
-                    "INSERT OR IGNORE INTO outbox (message_id, body, size, created_at,"
-                    " next_attempt_at, subject) VALUES (?, ?, ?, ?, ?, ?)",
-                    (r.message_id, r.body, r.size, r.created_at, r.created_at, r.subject),
-                ).rowcount
-                == 1
-                for r in rows
-            ]
+            added = []
+            for r in rows:
+                new = (
+                    db.execute(
+                        "INSERT OR IGNORE INTO outbox (message_id, body, size, created_at,"
+                        " next_attempt_at, subject) VALUES (?, ?, ?, ?, ?, ?)",
+                        (r.message_id, r.body, r.size, r.created_at, r.created_at, r.subject),
+                    ).rowcount
+                    == 1
+                )
+                if new and r.ledger is not None:
+                    db.execute(SQLITE.insert, row_values(r.ledger, r.created_at))
+                added.append(new)
+            return added
+
+    def record(self, entry: LedgerEntry) -> bool:
+        with self._transaction() as db:
+            return db.execute(SQLITE.insert, row_values(entry, self._clock())).rowcount == 1
+
+    def interactions(self, keys: LedgerKeys, limit: int) -> list[LedgerEntry]:
+        if not keys:
+            return []
+        sql, params = SQLITE.interactions(keys, limit)
+        return entries(self._db().execute(sql, params).fetchall())
+
+    def unlinked(self, subject: str) -> frozenset[str]:
+        rows = self._db().execute(SQLITE.unlinked, (subject,)).fetchall()
+        return frozenset(segment_id for (segment_id,) in rows)
+
+    def forget_interactions(self, older_than: float) -> int:
+        with self._transaction() as db:
+            return db.execute(SQLITE.forget, (self._clock() - older_than,)).rowcount
 
     def delivered_since(self, subject: str, moment: float) -> bool:
-        """Whether an event about `subject` reached Segment after `moment` (wall clock)."""
+        """Whether an event about `subject` reached Segment after `moment` (wall clock), or
+        an agent unlinked a profile from it since: either way a card cached before is out of
+        date (one query, on the path a warm lookup already takes)."""
         row = (
             self._db()
             .execute(
-                "SELECT 1 FROM outbox WHERE subject = ? AND state = 'sent' AND done_at > ? LIMIT 1",
-                (subject, moment),
+                "SELECT 1 FROM outbox WHERE subject = ? AND state = 'sent' AND done_at > ?"  # noqa: S608 - constant SQL
+                f" UNION ALL {SQLITE.unlinked_since} LIMIT 1",
+                (subject, moment, subject, moment),
             )
             .fetchone()
         )
@@ -389,13 +437,16 @@ class Outbox:
                 (self._clock() - older_than,),
             ).rowcount
 
-    def tidy(self, older_than: float = KEEP_SENT_SECONDS) -> int:
-        """Forget old sent rows and give the space back; the number of rows deleted.
+    def tidy(
+        self, older_than: float = KEEP_SENT_SECONDS, keep_ledger: float = KEEP_LEDGER_SECONDS
+    ) -> int:
+        """Forget old sent rows and ledger rows past their keeping time, and give the space
+        back; the number of rows deleted.
 
         Without this the file grows with every event (10,000 left 8 MB), and the -wal file
         keeps the size of the largest burst it ever held.
         """
-        forgotten = self.forget_sent(older_than)
+        forgotten = self.forget_sent(older_than) + self.forget_interactions(keep_ledger)
         db = self._db()
         with self._write_lock.held():
             # executescript runs it to the end; execute() would free a single page.
@@ -416,16 +467,22 @@ class LazyOutbox:
     applies at the next restart (meanwhile this file's pending events are still sent).
     """
 
-    def __init__(self, open_store: Callable[[], OutboxStore], backend: str = "sqlite") -> None:
+    def __init__(
+        self,
+        open_store: Callable[[], OutboxStore],
+        backend: str = "sqlite",
+        exists: Callable[[], bool] | None = None,
+    ) -> None:
         self._open = open_store
         self.backend = backend  # sqlite | postgresql
+        self._exists = exists  # whether there is one to open (None: always, say a database)
         self._lock = threading.Lock()
         self._outbox: OutboxStore | None = None
 
     @classmethod
     def sqlite(cls, path: Callable[[], Path], clock: Callable[[], float] = time.time) -> LazyOutbox:
         """The SQLite outbox at `path()` (read when it is first used)."""
-        return cls(lambda: Outbox(path(), clock))
+        return cls(lambda: Outbox(path(), clock), exists=lambda: path().exists())
 
     def get(self) -> OutboxStore:
         """The outbox, creating it if there is none yet."""
@@ -443,6 +500,18 @@ class LazyOutbox:
 
     def delivered_since(self, subject: str, moment: float) -> bool:
         return self.get().delivered_since(subject, moment)
+
+    def existing(self) -> OutboxStore | None:
+        """The outbox if there is one, else None without creating it: reads of the ledger
+        (every card fetch asks for unlinks) leave no file behind where nothing was written."""
+        if self._outbox is None and self._exists is not None and not self._exists():
+            return None
+        return self.get()
+
+    def unlinked(self, subject: str) -> frozenset[str]:
+        """The profiles agents unlinked from `subject` (none where there is no outbox yet)."""
+        outbox = self.existing()
+        return outbox.unlinked(subject) if outbox is not None else frozenset()
 
     def close(self) -> None:
         outbox = self._outbox

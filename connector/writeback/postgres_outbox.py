@@ -24,7 +24,10 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from connector.errors import OutboxUnavailable
 from connector.writeback.group_commit import GroupCommit
+from connector.writeback.ledger import LedgerEntry, LedgerKeys
+from connector.writeback.ledger_sql import POSTGRES, entries, row_values
 from connector.writeback.outbox import (
+    KEEP_LEDGER_SECONDS,
     KEEP_SENT_SECONDS,
     Depth,
     NewRow,
@@ -57,6 +60,7 @@ SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS connector_outbox_due ON connector_outbox (state, next_attempt_at)",
     "CREATE INDEX IF NOT EXISTS connector_outbox_subject ON connector_outbox (subject, done_at)",
+    *POSTGRES.schema(),
 )
 POOL_MAX = 4  # per process: the event threads and the drainer; PostgreSQL's slots are few
 POOL_TIMEOUT = 3.0  # waiting for a connection (a down database): well under Studio's 10 s
@@ -199,13 +203,19 @@ class PostgresOutbox:
             return False
         return True
 
-    def add(self, message: Mapping[str, Any], subject: str | None = None) -> bool:
-        """Commit a message about `subject`; False when its messageId is already here.
+    def add(
+        self,
+        message: Mapping[str, Any],
+        subject: str | None = None,
+        ledger: LedgerEntry | None = None,
+    ) -> bool:
+        """Commit a message about `subject`, and its `ledger` row; False when its messageId
+        is already here (then neither is added again).
 
-        It returns once the message is committed, in one statement with the messages other
+        It returns once the message is committed, in one transaction with the messages other
         threads added at the same moment (connector.writeback.group_commit).
         """
-        return self._adding.submit(new_row(message, subject, self._clock()))
+        return self._adding.submit(new_row(message, subject, self._clock(), ledger))
 
     def _insert(self, rows: Sequence[NewRow]) -> list[bool]:
         def insert(conn: psycopg.Connection[Any]) -> set[str]:
@@ -222,7 +232,17 @@ class PostgresOutbox:
                     [r.subject for r in rows],
                 ),
             )
-            return {found for (found,) in cursor.fetchall()}
+            inserted = {found for (found,) in cursor.fetchall()}
+            # Ledger rows of the messages that are new, in the same transaction.
+            ledger = [
+                row_values(r.ledger, r.created_at)
+                for r in _first_of_each(rows)
+                if r.ledger is not None and r.message_id in inserted
+            ]
+            if ledger:
+                with conn.cursor() as many:
+                    many.executemany(POSTGRES.insert, ledger)
+            return inserted
 
         inserted = self._run(insert)  # committed when _run returns
         # A messageId twice in one group was inserted once: the first of them is the new one.
@@ -232,12 +252,34 @@ class PostgresOutbox:
             inserted.discard(row.message_id)
         return results
 
+    def record(self, entry: LedgerEntry) -> bool:
+        def insert(conn: psycopg.Connection[Any]) -> bool:
+            return conn.execute(POSTGRES.insert, row_values(entry, self._clock())).rowcount == 1
+
+        return self._run(insert)
+
+    def interactions(self, keys: LedgerKeys, limit: int) -> list[LedgerEntry]:
+        if not keys:
+            return []
+        sql, params = POSTGRES.interactions(keys, limit)
+        return entries(self._run(lambda conn: conn.execute(sql, params).fetchall()))
+
+    def unlinked(self, subject: str) -> frozenset[str]:
+        rows = self._run(
+            lambda conn: conn.execute(POSTGRES.unlinked, (subject,)).fetchall(), LOOKUP_TIMEOUT
+        )
+        return frozenset(segment_id for (segment_id,) in rows)
+
+    def forget_interactions(self, older_than: float) -> int:
+        return self._update(POSTGRES.forget, (self._clock() - older_than,))
+
     def delivered_since(self, subject: str, moment: float) -> bool:
         def ask(conn: psycopg.Connection[Any]) -> bool:
             row = conn.execute(
-                "SELECT 1 FROM connector_outbox"
-                " WHERE subject = %s AND state = 'sent' AND done_at > %s LIMIT 1",
-                (subject, moment),
+                "SELECT 1 FROM connector_outbox"  # noqa: S608 - constant SQL
+                " WHERE subject = %s AND state = 'sent' AND done_at > %s"
+                f" UNION ALL {POSTGRES.unlinked_since} LIMIT 1",
+                (subject, moment, subject, moment),
             ).fetchone()
             return row is not None
 
@@ -349,6 +391,17 @@ class PostgresOutbox:
             (self._clock() - older_than,),
         )
 
-    def tidy(self, older_than: float = KEEP_SENT_SECONDS) -> int:
-        """Forget old sent rows; PostgreSQL's autovacuum reclaims their space."""
-        return self.forget_sent(older_than)
+    def tidy(
+        self, older_than: float = KEEP_SENT_SECONDS, keep_ledger: float = KEEP_LEDGER_SECONDS
+    ) -> int:
+        """Forget old sent rows and ledger rows past their keeping time; PostgreSQL's
+        autovacuum reclaims their space."""
+        return self.forget_sent(older_than) + self.forget_interactions(keep_ledger)
+
+
+def _first_of_each(rows: Sequence[NewRow]) -> list[NewRow]:
+    """The first row of each messageId (the one `add` reports as new)."""
+    first: dict[str, NewRow] = {}
+    for row in rows:
+        first.setdefault(row.message_id, row)
+    return list(first.values())

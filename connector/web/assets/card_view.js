@@ -17,6 +17,7 @@
   // first lookup did, so it never enters a URL.
   let token = null;
   let inFlight = null;
+  let shownCaller = []; // the caller fields of the card on screen (never the token)
   const localTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
   // Not URLSearchParams: it reads "+" as a space, and a caller's "+1415..." left unencoded in
@@ -48,6 +49,10 @@
     document.title = (root && root.dataset.title) || "Customer profile";
     localizeTimes();
     setUpTabs();
+    const unlink = card.querySelector("#unlink");
+    if (unlink) {
+      unlink.addEventListener("click", () => notThisCustomer(unlink));
+    }
     // Several profiles matched: each button looks up the one its identifier found.
     for (const button of card.querySelectorAll("button[data-identifier]")) {
       button.addEventListener("click", () => {
@@ -101,6 +106,47 @@
     });
   }
 
+  // "Not this customer": a second click within 5 s confirms (no dialog: Flex frames the page).
+  // The correction goes to /v1/cards/unlink; the caller's card then says so and offers search.
+  async function notThisCustomer(button) {
+    if (button.dataset.armed !== "yes") {
+      button.dataset.armed = "yes";
+      button.textContent = "Confirm: not this customer";
+      setTimeout(() => {
+        button.dataset.armed = "";
+        button.textContent = "Not this customer";
+      }, 5000);
+      return;
+    }
+    button.disabled = true;
+    // The caller as the card was asked for (from, or a search's identifier), and what it found.
+    const body = new URLSearchParams([
+      ["Token", token], // in the body, as every request of this page carries it
+      ...shownCaller,
+      ["segment_id", button.dataset.segmentId],
+      ["matched_identifier", button.dataset.matched],
+    ]);
+    try {
+      const response = await fetch("/v1/cards/unlink", {
+        method: "POST",
+        body,
+        headers: { Accept: "application/json" },
+        credentials: "omit",
+        cache: "no-store",
+        referrerPolicy: "no-referrer",
+      });
+      if (!response.ok) {
+        const answer = await response.json().catch(() => ({}));
+        const message = (answer.error && answer.error.message) || `HTTP ${response.status}`;
+        showText("Not recorded", message);
+        return;
+      }
+      load([["Token", token], ...shownCaller]);
+    } catch {
+      showText("Not recorded", "The connector did not answer; try again shortly.");
+    }
+  }
+
   function searchFields() {
     const value = searchValue.value.trim();
     const by = searchBy.value;
@@ -123,6 +169,7 @@
   }
 
   async function load(fields) {
+    shownCaller = fields.filter(([name]) => name !== "Token");
     if (inFlight) {
       inFlight.abort(); // the agent moved to another task: that answer no longer matters
     }
