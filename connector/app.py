@@ -26,6 +26,7 @@ from connector.segment.api import ProfileApi
 from connector.segment.client import build_http_client
 from connector.segment.probe import ReadinessProbe
 from connector.state.deliveries import SharedDeliveries
+from connector.state.pacing import Pace
 from connector.state.redis import SharedRedis
 from connector.state.shared_tier import Codec, SharedTier
 from connector.web import admin, cards, events, handlers, health, metrics, pages
@@ -139,9 +140,10 @@ def build_services(
     def live() -> tuple[int, float, float]:
         """This worker's cache entries, and its pace's slots in use of those it gives at once
         (read once a second by the sampler, never on a request's path)."""
-        space = holder.current().file.connection.space_id
-        pacer = api.local_budget
-        return len(card_service.cache), pacer.in_use(space), pacer.slots
+        file = holder.current().file
+        lookup, space = file.lookup, file.connection.space_id
+        slots = Pace.within(lookup.rate_limit / api.processes).burst + 1  # set before a lookup
+        return len(card_service.cache), api.local_budget.in_use(space), slots
 
     return Services(
         holder=holder,

@@ -182,12 +182,12 @@ class Figures:
 
     def window(self) -> tuple[Reading, Reading, float]:
         """(now, the oldest reading kept within WINDOW, seconds between them); the baseline is
-        empty (every figure since start) when nothing was remembered yet."""
+        empty (every figure since start) when none is a minute old yet."""
         now_at = time.monotonic()
         current = self.read()
         with self._history_lock:
             kept = [(at, r) for at, r in self._history if now_at - at <= WINDOW]
-        if not kept:
+        if not kept or now_at - kept[0][0] < 60:  # under a minute: since start says more
             return current, {}, 0.0
         at, baseline = kept[0]
         return current, baseline, now_at - at

@@ -155,8 +155,3 @@ class LocalPacer(Pacer):
         with self._lock:
             due, now = self._due.get(key), self._clock()
         return 0.0 if due is None or due <= now else (due - now) / self.pace.interval
-
-    @property
-    def slots(self) -> int:
-        """What the pace gives at once: the burst and the first slot."""
-        return self.pace.burst + 1

@@ -112,6 +112,7 @@ def _outbox_action(act: Callable[[OutboxStore], str]) -> Response:
 
 def _console(notice: str | None = None) -> Response:
     current = connection()
+    services().sampler.sample()  # the live gauges as of now, not of the last second
     html = render_template(
         "admin_console.html",
         connection=connection_view(current),

@@ -138,7 +138,7 @@ def health_view() -> HealthView:
         if mine.multiprocess and multiprocess_dir()
         else "this process"
     )
-    window = f"the last {seconds / 60:.1f} minutes" if seconds else "since this process started"
+    window = f"over the last {seconds / 60:.0f} minutes" if seconds else "since it started"
     sections = [
         _section(now, before, name)
         for name in sorted(

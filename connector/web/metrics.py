@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 @blueprint.get("/metrics")
 @policy(admin=True)
 def metrics() -> Response:
+    services().sampler.sample()  # this worker's live gauges as of now
     registry = figures().scrape_registry(outbox_collector(outbox_figures))
     response = Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
     response.headers["Cache-Control"] = "no-store"
