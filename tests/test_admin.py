@@ -324,3 +324,20 @@ def test_the_console_in_chromium(
         assert width <= 400
     finally:
         context.close()
+
+
+def test_the_browsers_own_prompt_signs_the_admin_in(
+    chromium: Browser, admin_connector: RunningConnector
+) -> None:
+    """No token: the script's POST gets a 401 with WWW-Authenticate, the browser's prompt
+    (answered here by Playwright) supplies the admin's Basic credentials."""
+    username, password = ADMIN
+    context = chromium.new_context(http_credentials={"username": username, "password": password})
+    page = context.new_page()
+    try:
+        page.goto(f"{admin_connector.url}/admin")
+        page.wait_for_selector("#title:has-text('Owl Goods (demo)')", timeout=15_000)
+        page.click("#test-connection")
+        page.wait_for_selector("#check-result[data-ok='true']", timeout=15_000)
+    finally:
+        context.close()
