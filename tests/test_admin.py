@@ -3,6 +3,8 @@ under `connector serve` with 2 workers, and in headless Chromium."""
 
 from __future__ import annotations
 
+import os
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -143,6 +145,18 @@ def test_under_gunicorn_the_counters_sum_every_workers(
         assert {
             figure(s, "connector_requests_total", route="/v1/cards", status="200") for s in again
         } == {made}
+        # A worker killed: its live gauges leave the sums (child_exit), its counts stay.
+        victim = served.worker_pids()[0]
+        assert (folders[0] / f"gauge_livesum_{victim}.db").exists()
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while victim in served.worker_pids() or len(served.worker_pids()) < 2:
+            assert time.monotonic() < deadline, "gunicorn did not replace the worker"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        assert not (folders[0] / f"gauge_livesum_{victim}.db").exists()
+        samples = scrape(served.url, auth=ADMIN)
+        assert figure(samples, "connector_requests_total", route="/v1/cards", status="200") == made
 
 
 # --- /admin -----------------------------------------------------------------------------------
