@@ -21,13 +21,15 @@ from connector.config.holder import SETTLE_SECONDS, ConnectionHolder
 from connector.config.last_good import LastGood
 from connector.config.loading import Connection, config_path
 from connector.logs import quiet_libraries
+from connector.metrics import Sampler
 from connector.segment.api import ProfileApi
 from connector.segment.client import build_http_client
 from connector.segment.probe import ReadinessProbe
 from connector.state.deliveries import SharedDeliveries
+from connector.state.pacing import Pace
 from connector.state.redis import SharedRedis
 from connector.state.shared_tier import Codec, SharedTier
-from connector.web import cards, events, handlers, health, history, pages
+from connector.web import admin, cards, events, handlers, health, history, metrics, pages
 from connector.web.body_limit import BodyLimit
 from connector.web.fields import MAX_BODY_BYTES, tolerant_body
 from connector.web.registry import (
@@ -97,6 +99,7 @@ def create_app(
     )
     app.extensions[EXTENSION] = services
     services.drainer.start()
+    services.sampler.start()
     app.before_request(lambda: services.gate.admit(connection(), tolerant_body()))
     proxied = TrustedProxies(app.wsgi_app, lambda environ: trusted_proxies(snapshot_of(environ)))
     bounded = BodyLimit(proxied, MAX_BODY_BYTES)
@@ -107,8 +110,11 @@ def create_app(
         history.blueprint,
         health.blueprint,
         pages.blueprint,
+        admin.blueprint,
+        metrics.blueprint,
     ):
         app.register_blueprint(blueprint)
+    app.after_request(metrics.count_request)
     app.after_request(handlers.cors)
     app.after_request(audit.record)
     handlers.register(app)
@@ -130,17 +136,28 @@ def build_services(
         shared_cards = SharedTier(redis, "cards", Codec(profile_to_json, profile_from_json))
         deliveries = SharedDeliveries(redis, outbox.delivered_since)
         delivered_since, on_delivered = deliveries.since, deliveries.note
+    card_service = CardService(api, delivered_since, shared_cards, unlinked=outbox.unlinked)
+
+    def live() -> tuple[int, float, float]:
+        """This worker's cache entries, and its pace's slots in use of those it gives at once
+        (read once a second by the sampler, never on a request's path)."""
+        file = holder.current().file
+        lookup, space = file.lookup, file.connection.space_id
+        slots = Pace.within(lookup.rate_limit / api.processes).burst + 1  # set before a lookup
+        return len(card_service.cache), api.local_budget.in_use(space), slots
+
     return Services(
         holder=holder,
         redis=redis,
         http=http,
         api=api,
-        cards=CardService(api, delivered_since, shared_cards, unlinked=outbox.unlinked),
+        cards=card_service,
         probe=ReadinessProbe(api),
         outbox=outbox,
         events=EventWriter(CallerIdentities(api), outbox),
         drainer=Drainer(outbox, http, holder.current, on_delivered=on_delivered),
         gate=Gate(FlexTokens(http, redis), processes, redis),
+        sampler=Sampler(live),
     )
 
 

@@ -162,6 +162,16 @@ BAD_EDITS = [
         "audiences[0].mask",
         "unknown key",
     ),
+    (
+        GOOD + '[auth]\nadmin_basic_auth_env = "NOT_SET_ANYWHERE"\n',
+        "auth.admin_basic_auth_env",
+        "NOT_SET_ANYWHERE is not set",
+    ),
+    (
+        GOOD + '[auth]\nadmin_basic_auth_env = "SEGMENT_WRITE_KEY"\n',
+        "auth.admin_basic_auth_env",
+        "must be user:password",
+    ),
     (GOOD + "[connection\n", None, "not valid TOML"),
     (GOOD + "[lookup]\ndefault_country = +1\n", "lookup.default_country", "valid string"),
 ]

@@ -22,6 +22,7 @@ import httpx
 
 from connector.config.secrets import TwilioAccount
 from connector.errors import TwilioRefusedCredentials, TwilioUnavailable, UpstreamUnavailable
+from connector.metrics import figures
 from connector.state.cache import SingleFlightCache
 from connector.state.redis import SharedRedis
 from connector.state.shared_tier import Codec, SharedTier
@@ -66,6 +67,7 @@ class FlexTokens:
     def verdict(self, token: str, account: TwilioAccount) -> FlexVerdict:
         refusal = not_a_flex_token(token, account.account_sid)
         if refusal is not None:  # refused here: junk must not cost a request to Twilio
+            figures().token_check("junk")
             return FlexVerdict(False, refusal)
         # Keyed by a digest: the cache never holds a usable token. The account is part of the
         # key, so a changed TWILIO_ACCOUNT_SID never reuses another account's verdicts.
@@ -77,6 +79,16 @@ class FlexTokens:
             raise TwilioUnavailable(UNAVAILABLE) from None
 
     def _check(self, token: str, account: TwilioAccount) -> tuple[FlexVerdict, float]:
+        """Twilio's verdict, counted for /metrics (valid, refused, unavailable)."""
+        try:
+            verdict = self._ask_twilio(token, account)
+        except TwilioUnavailable:
+            figures().token_check("unavailable")
+            raise
+        figures().token_check("valid" if verdict[0].valid else "refused")
+        return verdict
+
+    def _ask_twilio(self, token: str, account: TwilioAccount) -> tuple[FlexVerdict, float]:
         url = f"{account.iam_url}/v1/Accounts/{account.account_sid}/Tokens/validate"
         try:
             response = self._http.post(

@@ -32,6 +32,7 @@ from connector.auth.studio import SIGNATURE_HEADER, basic_auth_valid, signature_
 from connector.config.loading import Connection
 from connector.errors import BadRequest, Forbidden, TooManyLookups, Unauthenticated
 from connector.logs import caller_hash
+from connector.metrics import figures
 from connector.state.rates import LocalRateBudget
 from connector.state.redis import SharedRedis
 from connector.state.shared_limits import SharedLimits
@@ -47,6 +48,7 @@ class Principal:
     id: str
     # An agent's Flex roles (what masked values they may read); flows and Basic users have none.
     roles: frozenset[str] = frozenset()
+    admin: bool = False  # a Flex admin, or the admin's Basic credentials
 
     @property
     def name(self) -> str:
@@ -91,23 +93,41 @@ class Gate:
             return
         address = request.remote_addr or "unknown"
         try:
-            principal = self.identify(connection, fields, self._blocked_for(address, connection))
-        except Unauthenticated:
-            self.failures.record(address)
-            if self._shared_failures is not None:
-                per_minute = connection.file.auth.failed_auth_per_minute
-                self._shared_failures.take(address, per_minute)
+            try:
+                blocked_for = self._blocked_for(address, connection)
+                principal = self.identify(connection, fields, blocked_for, admin=route.admin)
+            except Unauthenticated:
+                self.failures.record(address)
+                if self._shared_failures is not None:
+                    per_minute = connection.file.auth.failed_auth_per_minute
+                    self._shared_failures.take(address, per_minute)
+                raise
+            if route.admin and not principal.admin:
+                raise Forbidden(
+                    "This is the connector's admin's: send a Flex token with the admin role, "
+                    "or the admin's Basic credentials ([auth] admin_basic_auth_env)."
+                )
+            g.principal = principal
+            if route.customer_data:
+                self._limit(principal, connection)
+        except (Unauthenticated, Forbidden, TooManyLookups) as refused:
+            figures().auth_refused(refused.status)
             raise
-        g.principal = principal
-        if route.customer_data:
-            self._limit(principal, connection)
 
     def identify(
-        self, connection: Connection, fields: OfferedFields, blocked_for: float = 0.0
+        self,
+        connection: Connection,
+        fields: OfferedFields,
+        blocked_for: float = 0.0,
+        *,
+        admin: bool = False,
     ) -> Principal:
         """Who is asking. While the client's address is `blocked_for` failed authentications,
         only a Flex token already known to be valid gets in: agents behind the same office NAT
-        as a misbehaving client keep working, and nothing else is checked at all."""
+        as a misbehaving client keep working, and nothing else is checked at all.
+
+        On an `admin` route, Basic credentials are the admin's, and a Flex token needs the
+        admin role rather than one of `allowed_roles` (which say who reads customers)."""
         credentials = request.authorization
         if blocked_for > 0 and not self._known_agent(credentials, fields, connection):
             raise TooManyLookups(
@@ -119,6 +139,11 @@ class Gate:
         if signed and signature_valid(request, connection.twilio.auth_token):
             return Principal("flow", fields.flow_sid() or "studio")
         # A widget with Basic credentials is signed too: valid credentials stand on their own.
+        if credentials is not None and credentials.type == "basic" and admin:
+            basic = connection.admin_basic_auth
+            if basic is None or not basic_auth_valid(credentials, basic):
+                raise Unauthenticated("These Basic auth credentials are not the admin's.")
+            return Principal("basic", basic[0], admin=True)
         if credentials is not None and credentials.type == "basic":
             basic = connection.studio_basic_auth
             if basic is None or not basic_auth_valid(credentials, basic):
@@ -131,10 +156,14 @@ class Gate:
         if not verdict.valid:
             raise Unauthenticated(f"The Flex token was refused ({verdict.message[:120]}).")
         roles = set(verdict.roles)
+        who = verdict.worker_sid or caller_hash(verdict.identity or "", connection.token)
+        if admin and "admin" in roles:
+            return Principal("agent", who, frozenset(roles), admin=True)
+        if admin:
+            raise Forbidden("Only a Flex admin may open the connector's console and figures.")
         if "guest" in roles or not roles & set(connection.file.auth.allowed_roles):
             raise Forbidden("This Flex user's role may not read customer profiles.")
         # The worker SID names the agent without their login (often an email) in the logs.
-        who = verdict.worker_sid or caller_hash(verdict.identity or "", connection.token)
         return Principal("agent", who, frozenset(roles))
 
     def _known_agent(

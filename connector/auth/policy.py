@@ -26,16 +26,23 @@ class Policy:
     customer_data: bool = False
     # Answers a page's script: errors as HTML fragments rather than JSON.
     page: bool = False
+    # The admin's (/admin, /metrics): a Flex token with the admin role, or the admin's Basic
+    # credentials ([auth] admin_basic_auth_env); nothing else.
+    admin: bool = False
 
 
 DEFAULT = Policy()
 
 
 def policy(
-    access: Access = "credentials", *, customer_data: bool = False, page: bool = False
+    access: Access = "credentials",
+    *,
+    customer_data: bool = False,
+    page: bool = False,
+    admin: bool = False,
 ) -> Callable[[View], View]:
     """Declare a view's policy: `@policy("public")`, `@policy(customer_data=True)`."""
-    declared = Policy(access, customer_data, page)
+    declared = Policy(access, customer_data, page, admin)
 
     def declare(view: View) -> View:
         setattr(view, ATTRIBUTE, declared)

@@ -21,6 +21,7 @@ from connector.cards.profile import ProfileData
 from connector.config.loading import Connection
 from connector.errors import OutboxUnavailable, ProfileApiError
 from connector.logs import caller_hash
+from connector.metrics import figures
 from connector.segment.api import ProfileApi
 from connector.segment.deadline import Deadline
 from connector.state.cache import Cached, SharedTier, SingleFlightCache
@@ -67,7 +68,9 @@ class CardService:
         # never empties it (see `cache_key`).
         # With a shared tier (REDIS_URL), every worker and instance reads the cards the others
         # fetched, and one of them fetches for all.
-        self.cache: SingleFlightCache[ProfileData | None] = SingleFlightCache(1, shared=shared)
+        self.cache: SingleFlightCache[ProfileData | None] = SingleFlightCache(
+            1, shared=shared, counted=lambda hit: figures().card_cache(hit)
+        )
         self._fingerprint = ("", "")  # (version, fingerprint) of the connection last seen
         self._masks: tuple[str, MaskRules] | None = None  # (version, its masks), last seen
 

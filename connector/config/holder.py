@@ -67,7 +67,9 @@ class ConnectionHolder:
     ) -> None:
         self.path = path
         self.error: ConfigError | None = None
+        self.environ = environ  # where secrets are read (the admin's Test connection too)
         self._environ = environ
+        self.loaded_at = time.time()  # when the version in use was loaded (the admin's console)
         self._check_every = check_every
         self._settle = settle
         self._last_good = last_good
@@ -168,4 +170,5 @@ class ConnectionHolder:
     def _use(self, connection: Connection, source_mtime: int, message: str) -> None:
         if connection.version != self._connection.version:
             log.info("%s (version %s)", message, connection.version)
+            self.loaded_at = time.time()
         self._connection, self._source_mtime = connection, source_mtime

@@ -36,6 +36,7 @@ class Connection:
     path: Path
     twilio: TwilioAccount
     studio_basic_auth: tuple[str, SecretStr] | None = None
+    admin_basic_auth: tuple[str, SecretStr] | None = None
 
     @property
     def profile_api_url(self) -> str:
@@ -79,8 +80,13 @@ def load_connection(
     basic = None
     if file.auth.studio_basic_auth_env:
         basic = _basic_credentials(path, environ, file.auth.studio_basic_auth_env)
+    admin = None
+    if file.auth.admin_basic_auth_env:
+        admin = _basic_credentials(
+            path, environ, file.auth.admin_basic_auth_env, "auth.admin_basic_auth_env"
+        )
     version = hashlib.sha256(raw).hexdigest()[:16]
-    return Connection(file, token, write_key, version, path, twilio, basic)
+    return Connection(file, token, write_key, version, path, twilio, basic, admin)
 
 
 def _read(path: Path) -> bytes:

@@ -172,6 +172,9 @@ class AuthSection(_Section):
     # Optional Basic auth for Studio widgets (`https://user:password@host/...`), instead of
     # checking X-Twilio-Signature: the variable holds "user:password".
     studio_basic_auth_env: EnvName | None = None
+    # Optional Basic auth for the admin's console (/admin) and /metrics, beside a Flex token
+    # with the admin role: the variable holds "user:password" (a scraper has no Flex token).
+    admin_basic_auth_env: EnvName | None = None
 
     @field_validator("allowed_roles")
     @classmethod

@@ -43,14 +43,14 @@ def _twilio_account(path: Path, environ: Mapping[str, str]) -> TwilioAccount:
     return TwilioAccount(sid, auth_token, iam_url.rstrip("/"))
 
 
-def _basic_credentials(path: Path, environ: Mapping[str, str], name: str) -> tuple[str, SecretStr]:
-    user, colon, password = (
-        _secret(path, environ, "auth.studio_basic_auth_env", name).get_secret_value().partition(":")
-    )
+def _basic_credentials(
+    path: Path, environ: Mapping[str, str], name: str, key: str = "auth.studio_basic_auth_env"
+) -> tuple[str, SecretStr]:
+    user, colon, password = _secret(path, environ, key, name).get_secret_value().partition(":")
     if not (user and colon and password):
         raise ConfigError(
             path,
-            "auth.studio_basic_auth_env",
+            key,
             f"the environment variable {name} must be user:password: "
             + how_to_set(name, "user:password"),
         )

@@ -27,6 +27,7 @@ from connector.errors import (
     UpstreamInvalidRequest,
     UpstreamUnavailable,
 )
+from connector.metrics import figures
 from connector.segment.deadline import Deadline
 from connector.segment.responses import error_message, retry_after, segment_error
 from connector.state.rates import RateBudget
@@ -119,7 +120,7 @@ class ProfileClient:
             if not self._budget.acquire(self._space_id, slot_by):
                 raise NoSlot("the space's request budget has no room before the deadline")
             try:
-                return self._attempt(url, params, deadline)
+                return self._attempt(url, params, deadline, f"{collection}/{section}")
             except (RateLimited, UpstreamUnavailable) as error:
                 last = error
                 if isinstance(error, RateLimited) and error.retry_after:
@@ -134,6 +135,21 @@ class ProfileClient:
         raise last
 
     def _attempt(
+        self, url: str, params: Mapping[str, str] | None, deadline: Deadline, section: str
+    ) -> dict[str, Any]:
+        """One request, timed and counted for /metrics (by section: never the identifier)."""
+        started = time.monotonic()
+        try:
+            return self._request(url, params, deadline)
+        except ProfileNotFound:
+            raise  # an answer (no such profile), not a failure
+        except ProfileApiError as error:
+            figures().upstream_error(section, error.code, error.upstream_status)
+            raise
+        finally:
+            figures().upstream(section, time.monotonic() - started)
+
+    def _request(
         self, url: str, params: Mapping[str, str] | None, deadline: Deadline
     ) -> dict[str, Any]:
         remaining = deadline.remaining()

@@ -11,11 +11,13 @@ from pathlib import Path
 from flask import Flask
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
+from prometheus_client import multiprocess
 
 from connector.app import AppSettings, close_app, create_app
 from connector.config.holder import ConnectionHolder
 from connector.config.last_good import LastGood
 from connector.logs import configure_logging, server_log_config
+from connector.metrics import MULTIPROC_ENV
 from connector.serving.bridge import BridgeLimits, WsgiBridge
 from connector.web.fields import MAX_BODY_BYTES
 from connector.web.registry import services_of
@@ -63,6 +65,9 @@ class ConnectorServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships 
             "proc_name": "unified-profiles-connector",
             # gunicorn 25+ opens a control socket in $HOME: two instances would share it.
             "control_socket_disable": True,
+            # A dead worker's live gauges (cache entries, budget in use) leave /metrics' sums;
+            # its counters stay counted.
+            "child_exit": worker_exited,
         }
         # What each worker builds its app with (after the fork): the file, the environment it
         # reads secrets from, its share of the rate budget (one of `workers`), the last-good copy.
@@ -79,6 +84,13 @@ class ConnectorServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships 
         configure_logging()
         app = create_app(self.settings)
         return serve_behind_bridge(app, self.threads)
+
+
+def worker_exited(_server: object, worker: object) -> None:
+    """gunicorn's `child_exit` hook, in the master."""
+    pid = getattr(worker, "pid", None)
+    if isinstance(pid, int) and os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def serve_behind_bridge(app: Flask, threads: int) -> WsgiBridge:
@@ -115,7 +127,15 @@ def serve(
         settings = AppSettings(
             config_path=config, environ=environ, processes=workers, last_good=last_good
         )
-        ConnectorServer(settings, host, port, workers, threads).run()
+        # Where each worker writes its figures for /metrics to sum (connector.metrics): named
+        # before the workers fork, so they inherit it; gone with the state folder.
+        figures = Path(state) / "metrics"
+        figures.mkdir()
+        os.environ[MULTIPROC_ENV] = str(figures)
+        try:
+            ConnectorServer(settings, host, port, workers, threads).run()
+        finally:
+            os.environ.pop(MULTIPROC_ENV, None)
 
 
 def _sweep_states_of_dead_servers() -> None:

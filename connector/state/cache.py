@@ -74,8 +74,11 @@ class SingleFlightCache(Generic[T]):
         clock: Callable[[], float] = time.monotonic,
         shared: SharedTier[T] | None = None,
         local_ttl: float = 2.0,
+        counted: Callable[[bool], None] | None = None,
     ) -> None:
         self._clock = clock
+        # Told of each hit (True) and miss (False), outside the lock: /metrics' figures.
+        self._counted = counted
         self._shared = shared
         self._local_ttl = local_ttl
         self._lock = threading.Lock()
@@ -118,14 +121,21 @@ class SingleFlightCache(Generic[T]):
             self.forget(key)
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None and entry.expires > self._clock():
-                self.hits += 1
-                return entry
-            flight = self._flights.get(key)
+            hit = entry is not None and entry.expires > self._clock()
+            flight = None if hit else self._flights.get(key)
             leader = flight is None
-            if flight is None:
+            if hit:
+                self.hits += 1
+            elif flight is None:
                 flight = self._flights[key] = Future()
                 self.misses += 1
+        if hit and entry is not None:
+            if self._counted is not None:
+                self._counted(True)
+            return entry
+        assert flight is not None  # noqa: S101 - not a hit: a flight to lead or to follow
+        if leader and self._counted is not None:
+            self._counted(False)
         if not leader:
             try:
                 return flight.result(timeout=wait)

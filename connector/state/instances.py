@@ -37,15 +37,22 @@ class InstanceVersions:
     def seen(self) -> dict[str, str] | None:
         """Instance -> version for every instance seen within the last minute; None without
         Redis."""
+        records = self.records()
+        return None if records is None else {name: r[0] for name, r in records.items()}
 
-        def read(client: Redis) -> dict[str, str]:
+    def records(self) -> dict[str, tuple[str, float]] | None:
+        """Instance -> (version, when it last answered /readyz, epoch seconds); None without
+        Redis."""
+
+        def read(client: Redis) -> dict[str, tuple[str, float]]:
             keys = list(client.scan_iter(f"{KEYS}*", count=100))
             values: list[bytes | None] = list(client.mget(keys)) if keys else []  # type: ignore[arg-type]
             found = {}
             for key, value in zip(keys, values, strict=True):
                 if value is not None:
                     name = (key.decode() if isinstance(key, bytes) else str(key))[len(KEYS) :]
-                    found[name] = str(json.loads(value)["version"])
+                    record = json.loads(value)
+                    found[name] = (str(record["version"]), float(record.get("at", 0.0)))
             return found
 
         return self._shared.call(read, None)

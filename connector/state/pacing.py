@@ -148,3 +148,10 @@ class LocalPacer(Pacer):
     def paused(self, key: str) -> bool:
         with self._lock:
             return self._paused_until.get(key, 0.0) > self._clock()
+
+    def in_use(self, key: str) -> float:
+        """Slots of `key`'s pace reserved ahead of now: 0 when idle, up to `burst` + 1 when the
+        burst is spent, more when requests queue for slots (/metrics' budget in use)."""
+        with self._lock:
+            due, now = self._due.get(key), self._clock()
+        return 0.0 if due is None or due <= now else (due - now) / self.pace.interval

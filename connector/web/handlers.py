@@ -42,8 +42,9 @@ def cors(response: Response) -> Response:
 
 
 def connector_error(error: ConnectorError) -> Response:
-    if current_policy().page:  # an agent's iframe: a page, not JSON
-        return error_page(error.status, error.message)
+    route = current_policy()
+    if route.page:  # an agent's iframe (or the admin's console): a page, not JSON
+        return error_page(error.status, error.message, [] if route.admin else None)
     return error.response()
 
 
@@ -51,8 +52,10 @@ def http_error(error: HTTPException) -> Response:
     codes = {404: "not_found", 405: "invalid_request_error", 413: "invalid_request_error"}
     messages = {413: f"The request body is larger than {MAX_BODY_BYTES // 1024} KB."}
     status = error.code or 400
-    if current_policy().page:  # the card page's script shows fragments
-        return error_page(status, messages.get(status, "The request was refused."))
+    route = current_policy()
+    if route.page:  # the card page's script shows fragments
+        message = messages.get(status, "The request was refused.")
+        return error_page(status, message, [] if route.admin else None)
     response = error_response(
         status,
         codes.get(status, "invalid_request_error"),

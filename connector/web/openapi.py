@@ -115,6 +115,16 @@ SECURITY_SCHEMES = {
         "description": "Basic auth for Studio, when the connection enables it",
     },
 }
+# The admin's routes (/admin, /metrics) take these instead (connector.auth.policy's admin).
+ADMIN_SCHEMES = {
+    "adminBasic": {
+        "type": "http",
+        "scheme": "basic",
+        "description": "The admin's Basic credentials ([auth] admin_basic_auth_env)",
+    },
+}
+# The admin's Basic credentials, or a Flex token with the admin role.
+ADMIN_SECURITY: list[dict[str, list[str]]] = [{"adminBasic": []}, {"flexToken": []}]
 AUTH_ERRORS = (401, 403, 503)
 CARD_PAGE = (
     "Flex frames /cards/view#from=<caller>&Token=<agent's token>. Browsers never send the "
@@ -135,6 +145,40 @@ UNLINK = (
 
 def _page(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+ADMIN_FORM = {
+    "required": False,
+    "content": {
+        "application/x-www-form-urlencoded": {
+            "schema": {
+                "type": "object",
+                "properties": {"Token": {"type": "string", "description": "A Flex admin's"}},
+            }
+        }
+    },
+}
+
+
+def _admin_post(summary: str, answer: str) -> dict[str, Any]:
+    """A POST of the admin's console's script: an HTML fragment, errors as fragments too."""
+    return {
+        "post": {
+            "summary": summary,
+            "description": "Only with the header X-Connector-Admin: 1 and, when an Origin is "
+            "sent, this server's own (no cross-site requests).",
+            "security": ADMIN_SECURITY,
+            "requestBody": ADMIN_FORM,
+            "responses": {
+                "200": _page(answer),
+                "401": _page("No, bad or expired credentials (WWW-Authenticate: Basic)"),
+                "403": _page("Not the admin's credentials, or not the console's own request"),
+                "413": _page("Body over 64 KB"),
+                "429": _page("Too many failed authentications from this address"),
+                "503": _page("Twilio's token check is unavailable"),
+            },
+        }
+    }
 
 
 def _form(model: type[BaseModel]) -> dict[str, Any]:
@@ -310,6 +354,54 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/admin": {
+                "get": {
+                    "summary": "The admin's console: a shell with no data",
+                    "description": "Open /admin#Token=<a Flex admin's token>, or sign in with "
+                    "the admin's Basic credentials when the browser asks.",
+                    "security": [],
+                    "responses": {"200": _page("The shell; its script fetches the console")},
+                },
+                **_admin_post(
+                    "The console as an HTML fragment: connection, health, outbox",
+                    "The console",
+                ),
+            },
+            "/admin.js": {
+                "get": {
+                    "summary": "The admin's console's script",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "JavaScript",
+                            "content": {"text/javascript": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/admin/test-connection": _admin_post(
+                "Run connector check's steps and show each one's result", "The steps"
+            ),
+            "/admin/outbox/retry-dead": _admin_post(
+                "Put every dead letter back in line", "The console, with what was done"
+            ),
+            "/admin/outbox/purge-dead": _admin_post(
+                "Delete every dead letter", "The console, with what was done"
+            ),
+            "/metrics": {
+                "get": {
+                    "summary": "The connector's figures in Prometheus' text format",
+                    "description": "Summed over gunicorn's workers under `connector serve`.",
+                    "security": ADMIN_SECURITY,
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus' text exposition format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(401, 403, 429, 503),
+                    },
+                }
+            },
             "/openapi.json": {
                 "get": {
                     "summary": "This document",
@@ -321,6 +413,6 @@ def openapi_document() -> dict[str, Any]:
         "security": [{name: []} for name in SECURITY_SCHEMES],
         "components": {
             "schemas": definitions["$defs"],
-            "securitySchemes": SECURITY_SCHEMES,
+            "securitySchemes": {**SECURITY_SCHEMES, **ADMIN_SCHEMES},
         },
     }

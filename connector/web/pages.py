@@ -123,9 +123,11 @@ def _secret_in_query() -> bool:
     return any(name.lower() in SECRET_QUERY_FIELDS for name in request.args)
 
 
-def page_response(html: str, status: int) -> Response:
+def page_response(html: str, status: int, frame_ancestors: list[str] | None = None) -> Response:
+    """A page or fragment with the page's policy; `frame_ancestors` defaults to the connection's
+    allowed origins (Flex frames the card), and the admin's console passes none."""
     response = Response(html, status=status, mimetype="text/html")
-    origins = connection().file.cors.allowed_origins
+    origins = connection().file.cors.allowed_origins if frame_ancestors is None else frame_ancestors
     # One same-origin script and its POSTs; inline script, plugins, forms and framing by anyone
     # but Flex all refused.
     response.headers["Content-Security-Policy"] = (
@@ -139,8 +141,8 @@ def page_response(html: str, status: int) -> Response:
     return response
 
 
-def error_page(status: int, message: str) -> Response:
+def error_page(status: int, message: str, frame_ancestors: list[str] | None = None) -> Response:
     """An error as a fragment, which the shell's script shows in place of the card."""
     title = TITLES.get(status, "Something went wrong")
     page = render_template("error.html", title=title, message=bounded(message))
-    return page_response(page, status)
+    return page_response(page, status, frame_ancestors)

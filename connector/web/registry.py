@@ -20,6 +20,7 @@ from connector.auth.gate import Gate
 from connector.cards.service import CardService
 from connector.config.holder import ConnectionHolder
 from connector.config.loading import Connection
+from connector.metrics import Sampler
 from connector.segment.api import ProfileApi
 from connector.segment.probe import ReadinessProbe
 from connector.state.redis import SharedRedis
@@ -46,9 +47,11 @@ class Services:
     events: EventWriter
     drainer: Drainer
     gate: Gate
+    sampler: Sampler  # the live gauges of /metrics (cache entries, budget in use)
 
     def close(self) -> None:
         """Stop the threads and release the pooled client, the last user of it last."""
+        self.sampler.stop()
         self.drainer.stop()
         self.outbox.close()
         self.holder.close()

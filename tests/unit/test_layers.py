@@ -14,12 +14,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2] / "connector"
 # Lower layers first; a package may import from its own layer only within itself.
 LAYERS: list[set[str]] = [
-    {"errors", "logs", "timestamps"},
+    {"errors", "logs", "timestamps", "metrics"},
     {"config"},
     {"state"},
     {"segment"},
     {"cards"},
     {"writeback", "auth"},
+    {"checks"},
     {"web"},
     {"app"},
     {"serving"},
