@@ -17,14 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from flask import Blueprint, Response, render_template, request, send_file
+from flask import Blueprint, Response, render_template, request
 
 from connector.auth.policy import policy
 from connector.checks import run_checks
 from connector.errors import Forbidden, OutboxUnavailable
 from connector.web.admin_view import connection_view, health_view, outbox_view
 from connector.web.metrics import outbox_store
-from connector.web.pages import page_response
+from connector.web.pages import page_response, script_response
 from connector.web.registry import connection, services
 from connector.writeback.outbox import OutboxStore
 
@@ -66,9 +66,7 @@ def shell() -> Response:
 @blueprint.get("/admin.js")
 @policy("public")
 def script() -> Response:
-    response = send_file(SCRIPT, mimetype="text/javascript", max_age=0)
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return script_response(SCRIPT)
 
 
 @blueprint.post("/admin")

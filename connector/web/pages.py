@@ -74,7 +74,12 @@ def card_view() -> Response:
 @policy("public")
 def card_script() -> Response:
     """The shell's one script (revalidated on each load, so a deploy takes effect at once)."""
-    response = send_file(SCRIPT, mimetype="text/javascript", max_age=0)
+    return script_response(SCRIPT)
+
+
+def script_response(path: Path) -> Response:
+    """A page's one script, revalidated on each load (a deploy takes effect at once)."""
+    response = send_file(path, mimetype="text/javascript", max_age=0)
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 

@@ -206,15 +206,40 @@ class WriteLock:
         self._fd = None
 
 
-class Outbox:
+class GroupAdding:
+    """`add` as both backends have it: a row joins the group commit of its moment
+    (connector.writeback.group_commit); each backend writes a group in `_insert`."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._adding: GroupCommit[NewRow, bool] = GroupCommit(self._insert)
+
+    def _insert(self, rows: Sequence[NewRow]) -> list[bool]:
+        raise NotImplementedError
+
+    def add(
+        self,
+        message: Mapping[str, Any],
+        subject: str | None = None,
+        ledger: LedgerEntry | None = None,
+    ) -> bool:
+        """Commit a message about `subject`, and its `ledger` row; False when its messageId
+        is already here (then neither is added again).
+
+        It returns once the message is committed, in one transaction with the messages other
+        threads added at the same moment (connector.writeback.group_commit).
+        """
+        return self._adding.submit(new_row(message, subject, self._clock(), ledger))
+
+
+class Outbox(GroupAdding):
     """One connection per thread (sqlite3 connections are not shared across threads)."""
 
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self.path = path
-        self._clock = clock
+        super().__init__(clock)
         self._local = threading.local()
         self._write_lock = WriteLock(path.with_name(path.name + ".lock"))
-        self._adding: GroupCommit[NewRow, bool] = GroupCommit(self._insert)
         path.parent.mkdir(parents=True, exist_ok=True)
         db = self._db()
         with self._write_lock.held():
@@ -269,20 +294,6 @@ class Outbox:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
-
-    def add(
-        self,
-        message: Mapping[str, Any],
-        subject: str | None = None,
-        ledger: LedgerEntry | None = None,
-    ) -> bool:
-        """Commit a message about `subject`, and its `ledger` row; False when its messageId
-        is already here (then neither is added again).
-
-        It returns once the message is committed, in one transaction with the messages other
-        threads added at the same moment (connector.writeback.group_commit).
-        """
-        return self._adding.submit(new_row(message, subject, self._clock(), ledger))
 
     def _insert(self, rows: Sequence[NewRow]) -> list[bool]:
         with self._transaction() as db:

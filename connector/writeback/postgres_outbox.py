@@ -23,16 +23,15 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from connector.errors import OutboxUnavailable
-from connector.writeback.group_commit import GroupCommit
 from connector.writeback.ledger import LedgerEntry, LedgerKeys
 from connector.writeback.ledger_sql import POSTGRES, entries, row_values
 from connector.writeback.outbox import (
     KEEP_LEDGER_SECONDS,
     KEEP_SENT_SECONDS,
     Depth,
+    GroupAdding,
     NewRow,
     Row,
-    new_row,
     within_bytes,
 )
 
@@ -103,7 +102,7 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-class PostgresOutbox:
+class PostgresOutbox(GroupAdding):
     """The outbox in PostgreSQL's `connector_outbox` table (in the URL's search_path)."""
 
     def __init__(
@@ -113,12 +112,11 @@ class PostgresOutbox:
         pool_timeout: float = POOL_TIMEOUT,
     ) -> None:
         self.url = url
-        self._clock = clock
+        super().__init__(clock)
         self._pool_timeout = pool_timeout
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         self._down_until = 0.0
-        self._adding: GroupCommit[NewRow, bool] = GroupCommit(self._insert)
         self._pool = ConnectionPool(
             url,
             min_size=1,
@@ -202,20 +200,6 @@ class PostgresOutbox:
         except OutboxUnavailable:
             return False
         return True
-
-    def add(
-        self,
-        message: Mapping[str, Any],
-        subject: str | None = None,
-        ledger: LedgerEntry | None = None,
-    ) -> bool:
-        """Commit a message about `subject`, and its `ledger` row; False when its messageId
-        is already here (then neither is added again).
-
-        It returns once the message is committed, in one transaction with the messages other
-        threads added at the same moment (connector.writeback.group_commit).
-        """
-        return self._adding.submit(new_row(message, subject, self._clock(), ledger))
 
     def _insert(self, rows: Sequence[NewRow]) -> list[bool]:
         def insert(conn: psycopg.Connection[Any]) -> set[str]:
