@@ -294,3 +294,19 @@ def test_the_history_tab_shows_the_ledger_and_the_agent_unlinks_a_wrong_match(
         assert_kept_out_of_urls(tab.wire, secret_forms(tab.connector.agent_token, ADA))
         unlinked = tab.connector.card(**{"from": ADA}).json()  # (a GET with the caller in it)
         assert unlinked["found"] is False and unlinked["lookup"]["reason"] == "unlinked"
+
+
+def test_a_masked_trait_reads_hidden_on_the_page(
+    browser: Browser, make_connector: ConnectorFactory, demo: RunningSandbox
+) -> None:
+    # The demo file's City trait, hidden from agents (the demo token is an agent's).
+    with flex_tab(browser, make_connector, demo, width=400) as tab:
+        text = tab.connector.config.read_text()
+        listed = 'key = "city"\nlabel = "City"\n'
+        tab.connector.config.write_text(text.replace(listed, listed + 'mask = "hidden"\n'))
+        frame = tab.page.frame_locator("#crm")
+        inner = _frame(tab.page, fragment_url(tab.connector, ADA))
+        expect(frame.locator("#name")).to_have_text("Ada Lovelace")
+        traits = frame.locator("#traits")
+        expect(traits).to_contain_text("CityHidden")
+        assert "San Francisco" not in inner.content()  # nowhere: not in History's details either
