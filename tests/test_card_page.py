@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Frame, Page, expect
 
 from tests.browser import frame_to
-from tests.conftest import ConnectorFactory, RunningSandbox, SandboxFactory
+from tests.conftest import SPACE, TOKEN, ConnectorFactory, RunningSandbox, SandboxFactory
 from tests.test_pages import (
     ADA,
     ALAN,
@@ -273,7 +276,7 @@ def test_the_history_tab_shows_the_ledger_and_the_agent_unlinks_a_wrong_match(
             )
             assert answer.status_code == 202, answer.text
         frame = tab.page.frame_locator("#crm")
-        _frame(tab.page, fragment_url(tab.connector, ADA))
+        _frame(tab.page, fragment_url(tab.connector, ADA) + "&TaskSid=WT-wrong-match")
         frame.locator("#tab-history").click()
         summary = frame.locator("#engagement")
         expect(summary).to_contain_text("Inbound engagements2")
@@ -294,6 +297,10 @@ def test_the_history_tab_shows_the_ledger_and_the_agent_unlinks_a_wrong_match(
         assert_kept_out_of_urls(tab.wire, secret_forms(tab.connector.agent_token, ADA))
         unlinked = tab.connector.card(**{"from": ADA}).json()  # (a GET with the caller in it)
         assert unlinked["found"] is False and unlinked["lookup"]["reason"] == "unlinked"
+        # The correction reached Segment with what matched and the task's id (the fragment's).
+        correction = delivered(sandbox, "u-ada", "Flex - Profile Unlinked")
+        assert correction["task_sid"] == "WT-wrong-match"
+        assert correction["matched_identifier"] == "phone:+14155550123"
 
 
 def test_a_masked_trait_reads_hidden_on_the_page(
@@ -310,3 +317,16 @@ def test_a_masked_trait_reads_hidden_on_the_page(
         traits = frame.locator("#traits")
         expect(traits).to_contain_text("CityHidden")
         assert "San Francisco" not in inner.content()  # nowhere: not in History's details either
+
+
+def delivered(sandbox: RunningSandbox, user_id: str, event: str) -> dict[str, Any]:
+    """The properties of `event` once it is on the profile, as the Profile API returns it."""
+    url = f"{sandbox.url}/v1/spaces/{SPACE}/collections/users/profiles/user_id:{user_id}/events"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        found = httpx.get(url, auth=(TOKEN, ""), params={"include": event}, timeout=10).json()
+        if found.get("data"):
+            properties: dict[str, Any] = found["data"][0]["properties"]
+            return properties
+        time.sleep(0.2)
+    raise AssertionError(f"{event} never reached {user_id}'s profile")

@@ -9,6 +9,9 @@
 (() => {
   // Only these go to the server; anything else in the fragment stays in the browser.
   const FIELDS = new Set(["Token", "from", "From", "phone", "email", "identifier"]);
+  // The task's ids, kept here and sent only with a "Not this customer" correction.
+  const TASK_FIELDS = new Set(["TaskSid", "WorkerSid", "CallSid"]);
+  let taskIds = [];
   const card = document.getElementById("card");
   const search = document.getElementById("search");
   const searchBy = document.getElementById("search-by");
@@ -22,12 +25,12 @@
 
   // Not URLSearchParams: it reads "+" as a space, and a caller's "+1415..." left unencoded in
   // the fragment must still be a phone number.
-  function parseFragment(hash) {
+  function parseFragment(hash, wanted = FIELDS) {
     const fields = [];
     for (const pair of hash.replace(/^#/, "").split("&")) {
       const cut = pair.indexOf("=");
       const name = decode(cut < 0 ? pair : pair.slice(0, cut));
-      if (FIELDS.has(name)) {
+      if (wanted.has(name)) {
         fields.push([name, cut < 0 ? "" : decode(pair.slice(cut + 1))]);
       }
     }
@@ -125,6 +128,7 @@
       ...shownCaller,
       ["segment_id", button.dataset.segmentId],
       ["matched_identifier", button.dataset.matched],
+      ...taskIds,
     ]);
     try {
       const response = await fetch("/v1/cards/unlink", {
@@ -211,6 +215,7 @@
       return; // nothing new: keep what the page shows
     }
     const fields = parseFragment(location.hash);
+    taskIds = parseFragment(location.hash, TASK_FIELDS);
     // Out of the address bar and the history before anything else happens.
     history.replaceState(null, "", location.pathname + location.search);
     const given = fields.find(([name]) => name === "Token");
