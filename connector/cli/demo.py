@@ -38,6 +38,7 @@ from connector.serving.processes import HOST as LOOPBACK
 )
 def demo(port: int, config_file: Path, sandbox_port: int | None) -> None:
     """The sandbox with demo data and the connector, both on 127.0.0.1."""
+    from connector.sandbox.control_client import SandboxControl  # noqa: PLC0415
     from connector.sandbox.core import SandboxConfig  # noqa: PLC0415
     from connector.sandbox.process import sandbox_process  # noqa: PLC0415
 
@@ -91,9 +92,18 @@ def demo(port: int, config_file: Path, sandbox_port: int | None) -> None:
     with stack:
         click.echo(sandbox.printed.rstrip())
         url = f"http://{LOOPBACK}:{port}"
+        # A Flex admin's token too, for the console (/admin) and /metrics.
+        control = SandboxControl(sandbox.url)
+        admin_token = str(control.issue_agent_token(roles=["admin"])["token"])
+        control.close()
         # Printed before gunicorn starts, from this thread: a thread still running when gunicorn
         # forks its workers could hold a lock the workers then wait on forever.
         _print_examples(url, config_file, agent_token, defaults.twilio_auth_token)
+        click.echo(
+            f"Open the admin's console (a Flex admin's token, also after #):\n"
+            f"  {url}/admin#Token={admin_token}\n"
+            f"  curl -H 'Authorization: Bearer {admin_token}' {url}/metrics\n"
+        )
         serve(config_file, LOOPBACK, port, workers=2, threads=32, environ=environ)
 
 

@@ -1,6 +1,6 @@
-"""The card cache's shared tier on a real Redis (REDIS_URL, else the standard local port): what
-one process fetched, the others read; one fetch for every process; stale answers from it; and a
-Redis that is down costs a lookup nothing."""
+"""The card cache's shared tier on a real Redis (TEST_REDIS_URL, else database 15 on the
+standard local port): what one process fetched, the others read; one fetch for every process;
+stale answers from it; and a Redis that is down costs a lookup nothing."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ from connector.state.deliveries import SharedDeliveries
 from connector.state.redis import SharedRedis
 from connector.state.shared_tier import Codec, SharedTier
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# The tests' own database (15), never the REDIS_URL a developer may have exported for a
+# deployment: the tests delete the keys they use. The same one as tests/test_shared_state.py.
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 CLOSED = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 TEXT: Codec[str] = Codec(lambda value: value, str)
 
