@@ -38,7 +38,7 @@ from twilio.request_validator import RequestValidator
 
 from bench.common import percentiles, table, timed_concurrently
 from bench.floor import FLOORS, floor_served
-from bench.loadgen import Load, hey
+from bench.loadgen import Load, beside_floor, hey
 from connector.sandbox.control_client import SandboxControl
 from connector.sandbox.core import SandboxConfig
 from connector.sandbox.datagen import synthetic_phone, write_synthetic
@@ -308,24 +308,7 @@ def report_at_rate(args: argparse.Namespace, at_rate: dict[str, Load]) -> None:
         f"{args.rate / WARM_CLIENTS:g}), one warm caller; the floor is a bare Flask app "
         f"(bench/floor.py) under the same gunicorn settings\n"
     )
-    headers = ["", "requests", "2xx", "per second", "p50 ms", "p95 ms", "p99 ms", "CPU ms/request"]
-    rows: list[list[object]] = [
-        [name, load.requests, load.ok, load.per_second, load.p50, load.p95, load.p99, load.cpu_ms]
-        for name, load in at_rate.items()
-    ]
-    rows.append(
-        [
-            "connector / fastest floor",
-            "",
-            "",
-            "",
-            f"{connector.p50 / floor.p50:.2f}x",
-            f"{connector.p95 / floor.p95:.2f}x",
-            f"{connector.p99 / floor.p99:.2f}x",
-            f"{connector.cpu_ms / floor.cpu_ms:.2f}x",
-        ]
-    )
-    print(table(headers, rows))
+    print(beside_floor(at_rate, connector, floor, by_rate=False))
 
 
 def report(

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import percentiles
+from bench.common import percentiles, table
 
 
 @dataclass(frozen=True)
@@ -128,3 +128,27 @@ def wrk(
     requests, ok, micros, p50, p95, p99 = (int(g) for g in match.groups())
     cpu = (workers_cpu(server_pid) - cpu_before) * 1000 / requests if server_pid else float("nan")
     return Load(requests, ok, requests / (micros / 1e6), p50 / 1000, p95 / 1000, p99 / 1000, cpu)
+
+
+COLUMNS = ["", "requests", "2xx", "per second", "p50 ms", "p95 ms", "p99 ms", "CPU ms/request"]
+
+
+def beside_floor(loads: dict[str, Load], connector: Load, floor: Load, by_rate: bool) -> str:
+    """A table of each load, and a last row of the connector's figures over the floor's (its
+    rate too when `by_rate`: at full speed; at a paced rate both answer the same number)."""
+    rows: list[list[object]] = [
+        [name, load.requests, load.ok, load.per_second, load.p50, load.p95, load.p99, load.cpu_ms]
+        for name, load in loads.items()
+    ]
+    rate = f"{connector.per_second / floor.per_second:.2f}x" if by_rate else ""
+    ratios = [
+        f"{mine / theirs:.2f}x"
+        for mine, theirs in (
+            (connector.p50, floor.p50),
+            (connector.p95, floor.p95),
+            (connector.p99, floor.p99),
+            (connector.cpu_ms, floor.cpu_ms),
+        )
+    ]
+    rows.append(["connector / fastest floor", "", "", rate, *ratios])
+    return table(COLUMNS, rows)

@@ -24,7 +24,7 @@ import httpx
 
 from bench.common import percentiles, table, timed_concurrently
 from bench.floor import FLOORS, floor_served
-from bench.loadgen import wrk
+from bench.loadgen import beside_floor, wrk
 from connector.sandbox.control_client import SandboxControl
 from connector.sandbox.core import SandboxConfig
 from connector.sandbox.process import sandbox_process
@@ -193,24 +193,7 @@ def main() -> None:
         f"messageId; the floor is a bare Flask app (bench/floor.py) under the same gunicorn "
         f"settings\n"
     )
-    rows: list[list[object]] = [
-        [name, load.requests, load.ok, load.per_second, load.p50, load.p95, load.p99, load.cpu_ms]
-        for name, load in at_full.items()
-    ]
-    rows.append(
-        [
-            "connector / fastest floor",
-            "",
-            "",
-            f"{connector.per_second / floor.per_second:.2f}x",
-            f"{connector.p50 / floor.p50:.2f}x",
-            f"{connector.p95 / floor.p95:.2f}x",
-            f"{connector.p99 / floor.p99:.2f}x",
-            f"{connector.cpu_ms / floor.cpu_ms:.2f}x",
-        ]
-    )
-    columns = ["", "requests", "2xx", "per second", "p50 ms", "p95 ms", "p99 ms", "CPU ms/req"]
-    print(table(columns, rows))
+    print(beside_floor(at_full, connector, floor, by_rate=True))
 
 
 # wrk's body: `%s` is each event's own messageId (see bench.loadgen.wrk).

@@ -201,9 +201,11 @@ class WriteLock:
         return self._fd
 
     def close(self) -> None:
-        if self._fd is not None and self._pid == os.getpid():
-            os.close(self._fd)
-        self._fd = None
+        # Under the threads' lock: another thread may be between its flock and its unlock.
+        with self._threads:
+            if self._fd is not None and self._pid == os.getpid():
+                os.close(self._fd)
+            self._fd = None
 
 
 class GroupAdding:
