@@ -21,11 +21,15 @@ from connector.app import AppSettings, close_app, create_app
 from connector.sandbox import Sandbox, SandboxConfig, SandboxServer
 from connector.sandbox.control_client import SandboxControl
 from connector.serving.loopback import LoopbackServer
+from connector.tls import tls_context
 from connector.writeback.outbox import Outbox, OutboxStore
 from connector.writeback.postgres_outbox import PostgresOutbox
 from tests.browser import CHROMIUM, launch
 from tests.postgres import fresh_schema
 
+# The shared-state tests' own Redis database: they flush it. Never the REDIS_URL a developer may
+# have exported for a deployment.
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 SPACE = "spa_test"
 TOKEN = "test-profile-token"
 WRITE_KEY = "test-write-key"
@@ -50,7 +54,7 @@ class RunningSandbox:
     control: SandboxControl = field(init=False)
 
     def __post_init__(self) -> None:
-        self.http = httpx.Client(base_url=self.url, timeout=10)
+        self.http = httpx.Client(base_url=self.url, timeout=10, verify=tls_context())
         self.control = SandboxControl(self.url)
 
     @property
@@ -163,6 +167,7 @@ class RunningConnector:
             base_url=self.server.url,
             timeout=15,
             headers={"Authorization": f"Bearer {self.agent_token}"},
+            verify=tls_context(),
         )
 
     @property

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from connector.serving.gunicorn import STATE_PREFIX
 from connector.serving.processes import served_process
+from connector.tls import tls_context
 from connector.web.registry import services_of
 from connector.writeback.outbox import Outbox
 from tests.browser import CSP_WATCH
@@ -128,6 +129,7 @@ def test_under_gunicorn_the_counters_sum_every_workers(
         for _ in range(made):  # a connection each, so gunicorn spreads them over its workers
             response = httpx.get(
                 f"{served.url}/v1/cards",
+                verify=tls_context(),
                 params={"from": ADA},
                 headers={"Authorization": f"Bearer {token}", "Connection": "close"},
                 timeout=15,

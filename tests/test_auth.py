@@ -14,6 +14,7 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from connector.auth.flex_tokens import not_a_flex_token
+from connector.tls import tls_context
 from tests.conftest import (
     TWILIO_AUTH_TOKEN,
     ConnectorFactory,
@@ -62,7 +63,7 @@ def connector(make_connector: ConnectorFactory, demo: RunningSandbox) -> Running
 
 
 def anonymous(connector: RunningConnector) -> httpx.Client:
-    return httpx.Client(base_url=connector.url, timeout=15)
+    return httpx.Client(base_url=connector.url, timeout=15, verify=tls_context())
 
 
 # (method, path, what a valid call sends, its success status)

@@ -201,6 +201,9 @@ def test_several_profiles_are_listed_with_why_each_matched(
     (other,) = card["lookup"]["other_matches"]
     assert other["name"] == "Sam Doe" and other["identifier"] == "phone:(415) 555-0199"
     assert other["segment_id"] and other["segment_id"] != card["profile"]["segment_id"]
+    # Studio's flat answer is the first's, and says there are two: a flow greets by name at 1
+    flat = connector.http.post("/v1/studio/lookup", data={"From": "+14155550199"}).json()
+    assert (flat["name"], flat["matches"]) == ("Pat Doe", 2)
     # Asked by the identifier that found one of them, the card is that one's, alone.
     picked = connector.card(identifier=other["identifier"]).json()
     assert picked["profile"]["name"] == "Sam Doe" and picked["lookup"]["other_matches"] == []

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from connector.serving.processes import served_process
+from connector.tls import tls_context
 from tests.conftest import (
     ConnectorFactory,
     RunningConnector,
@@ -253,7 +254,7 @@ def test_studio_gets_a_flat_object(connector: RunningConnector) -> None:
     assert response.status_code == 200
     flat = response.json()
     assert all(not isinstance(v, dict | list) for v in flat.values())
-    assert flat["found"] is True and flat["status"] == "found"
+    assert flat["found"] is True and flat["status"] == "found" and flat["matches"] == 1
     assert flat["name"] == "João Silva" and flat["trait_plan"] == "gold"
     assert flat["identifier_user_id"] == "u-joao" and flat["audience_vip"] is True
     assert len(response.content) < 64 * 1024
@@ -261,7 +262,7 @@ def test_studio_gets_a_flat_object(connector: RunningConnector) -> None:
 
 def test_studio_not_found_and_bad_input(connector: RunningConnector) -> None:
     flat = connector.http.post("/v1/studio/lookup", data={"From": "+14155550100"}).json()
-    assert (flat["found"], flat["status"]) == (False, "not_found")
+    assert (flat["found"], flat["status"], flat["matches"]) == (False, "not_found", 0)
     assert connector.http.post("/v1/studio/lookup", data={}).status_code == 400
 
 
@@ -356,9 +357,10 @@ def test_200_concurrent_lookups_make_one_fetch_per_section(
         barrier = threading.Barrier(200)
         names: list[str] = []
         auth = {"Authorization": f"Bearer {reference.agent_token}"}
+        tls = tls_context()  # one for the 200 clients: each would read the CA bundle
 
         def lookup() -> None:
-            with httpx.Client(base_url=url, timeout=15, headers=auth) as client:
+            with httpx.Client(base_url=url, timeout=15, headers=auth, verify=tls) as client:
                 barrier.wait()
                 card = client.get("/v1/cards", params={"from": "+14155550123"}).json()
                 names.append(card["profile"]["name"])

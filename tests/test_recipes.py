@@ -30,6 +30,7 @@ from tests.conftest import (
     RunningSandbox,
     SandboxFactory,
 )
+from tests.test_card_page import BOTH_FORMATS, HOUSEHOLD
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 PLACEHOLDER = "https://connector.example.com"
@@ -232,7 +233,10 @@ def run_lookup_flow(connector: RunningConnector, caller: str) -> tuple[str, dict
     parsed = response.json()
     success = next(t["next"] for t in widget["transitions"] if t["event"] == "success")
     variables = {**call, **{f"widgets.{name}.parsed.{k}": v for k, v in parsed.items()}}
-    greeting = states[split(states[success], variables)]
+    state = states[split(states[success], variables)]
+    while state["type"] == "split-based-on":
+        state = states[split(state, variables)]
+    greeting = state
     assert greeting["type"] == "say-play"
     return greeting["name"], {**parsed, "said": render(greeting["properties"]["say"], variables)}
 
@@ -243,6 +247,16 @@ def test_studio_lookup_recipe(connector: RunningConnector) -> None:
     assert found["said"] == "Hello Ada Lovelace, thank you for calling."
     state, unknown = run_lookup_flow(connector, "+14155550100")
     assert (unknown["status"], state) == ("not_found", "greet_new_caller")
+
+
+def test_studio_lookup_recipe_greets_a_shared_number_like_anyone(
+    make_connector: ConnectorFactory, make_sandbox: SandboxFactory
+) -> None:
+    sandbox = make_sandbox(HOUSEHOLD)  # +14155550199 on Pat, (415) 555-0199 on Sam
+    connector = make_connector(sandbox, **BOTH_FORMATS)
+    state, answer = run_lookup_flow(connector, "+14155550199")
+    assert (answer["status"], answer["name"], answer["matches"]) == ("found", "Pat Doe", 2)
+    assert state == "greet_anyone" and "Pat" not in answer["said"]
 
 
 def test_studio_lookup_recipe_when_segment_is_down(

@@ -65,6 +65,9 @@ def test_every_line_gunicorn_and_the_connector_log_is_json(
     sandbox = make_sandbox(data="demo")
     with serving(sandbox, tmp_path / "connection.toml") as (served, http):
         assert http.get("/v1/cards", params={"from": ADA}).json()["found"] is True
+        # gunicorn's asyncio worker waits out its graceful_timeout (10 s) for an idle
+        # keep-alive connection; this test reads logs, not shutdowns
+        http.close()
         served.process.send_signal(signal.SIGTERM)
         served.process.wait(timeout=15)
         logs = served.logs()
@@ -207,7 +210,7 @@ def test_a_burst_against_a_hanging_segment_is_answered_within_the_deadline(
     ):
         token = http.headers["Authorization"].removeprefix("Bearer ")
         port = int(served.url.rsplit(":", 1)[1])
-        sandbox.control.set_faults(outage="hang", hang_seconds=10, seconds=8, targets=["profile"])
+        sandbox.control.set_faults(outage="hang", hang_seconds=4, seconds=4, targets=["profile"])
         health = b"GET /healthz HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n"
 
         async def burst() -> tuple[list[tuple[int, dict[str, Any], float]], list[float]]:
@@ -223,8 +226,12 @@ def test_a_burst_against_a_hanging_segment_is_answered_within_the_deadline(
         answers, probes = asyncio.run(burst())
     for status, body, seconds in answers:
         assert seconds < timeout + 0.5
+        # 503s: Segment's silence, the server's queue full, or the space's pace with no slot
+        # left within the lookup's time (a card's opening request waits 40% of it, and 80
+        # lookups in 1.5 s ask for more than two workers' shares of 100/s hold)
         assert (status == 200 and body.get("status") == "unavailable") or (
-            status == 503 and body["error"]["code"] in ("upstream_unavailable", "overloaded")
+            status == 503
+            and body["error"]["code"] in ("upstream_unavailable", "overloaded", "rate_limit_error")
         ), (status, body)
     assert max(probes) < 0.5
 

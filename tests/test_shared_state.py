@@ -3,7 +3,6 @@ by one is read by all, and a crowd asking for one caller makes one fetch for the
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -16,11 +15,17 @@ import redis
 
 from connector.serving.processes import ServedProcess, served_process
 from connector.state.pacing import Pace
-from tests.conftest import RunningSandbox, SandboxFactory, connection_toml, connector_env
+from connector.tls import tls_context
+from tests.conftest import (
+    REDIS_URL,
+    RunningSandbox,
+    SandboxFactory,
+    connection_toml,
+    connector_env,
+)
 from tests.test_writeback import ENGAGEMENT
 
 # A database of its own: the tests empty it.
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 UNLIMITED = "\n[auth]\nagent_lookups_per_minute = 100000\n"
 CALLERS = [f"+1415555{n:04d}" for n in range(100, 120)]  # the demo's and unknown numbers
 
@@ -69,7 +74,9 @@ def test_a_crowd_on_two_instances_makes_one_fetch_per_section(
         names: list[str] = []
 
         def look_up(n: int) -> None:
-            with httpx.Client(base_url=urls[n % 2], timeout=15, headers=agent) as client:
+            with httpx.Client(
+                base_url=urls[n % 2], timeout=15, headers=agent, verify=tls_context()
+            ) as client:
                 barrier.wait()
                 card = client.get("/v1/cards", params={"from": "+14155550123"}).json()
                 names.append(card["profile"]["name"])
@@ -180,7 +187,9 @@ def test_a_token_is_checked_with_twilio_once_for_the_deployment(
 ) -> None:
     with instances(sandbox, tmp_path, 2) as served:
         for n in range(24):  # every worker of both instances, whichever answers
-            with httpx.Client(base_url=served[n % 2].url, timeout=15, headers=agent) as client:
+            with httpx.Client(
+                base_url=served[n % 2].url, timeout=15, headers=agent, verify=tls_context()
+            ) as client:
                 assert client.get("/v1/cards", params={"from": "+14155550123"}).status_code == 200
     assert sandbox.control.stats()["twilio"] == {"valid": 1}
 

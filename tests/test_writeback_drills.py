@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from connector.serving.loopback import free_port
+from connector.tls import tls_context
 from connector.writeback.outbox import Outbox
 from tests.conftest import RunningSandbox, SandboxFactory, connection_toml, connector_env
 
@@ -53,7 +54,8 @@ def start_serve(
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+            healthz = f"http://127.0.0.1:{port}/healthz"
+            if httpx.get(healthz, timeout=1, verify=tls_context()).status_code == 200:
                 return process
         except httpx.TransportError:
             time.sleep(0.1)

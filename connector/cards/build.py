@@ -37,7 +37,7 @@ STUDIO_LIMIT = 64 * 1024
 STUDIO_VALUE_LIMIT = 500
 
 
-STUDIO_FIXED_FIELDS = 9  # found ... segment_id: always there, whatever else must go
+STUDIO_FIXED_FIELDS = 10  # found ... segment_id: always there, whatever else must go
 
 
 def for_request(
@@ -237,6 +237,9 @@ def studio_payload(card: ProfileCard, status: str) -> dict[str, Any]:
         "connection": card.connection,
         "reason": card.lookup.reason,
         "matched_identifier": card.lookup.identifier,
+        # How many profiles the caller's address leads to: a flow that greets by name checks
+        # that it is 1 (a shared household number is 2, and `name` is only the first's)
+        "matches": (1 + len(card.lookup.other_matches)) if card.found else 0,
         "stale": card.freshness.stale,
         "name": card.profile.name if card.profile else None,
         "subtitle": card.profile.subtitle if card.profile else None,

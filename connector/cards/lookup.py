@@ -48,8 +48,9 @@ class ProfileLookup:
         traits whenever the space's pace has a free slot for each, so that a known caller's card
         takes two round trips (everything, then linked accounts' traits) instead of three; an
         unknown caller then costs a request per section. A section that found no free slot is
-        asked for once the traits say the caller is known: in a storm, speculation costs
-        nothing. Later candidates are asked for their traits first.
+        asked for once the traits say the caller is known: speculation never waits for a slot,
+        so in a storm it adds nothing to the queue. Later candidates are asked for their traits
+        first.
         """
         speculate = self._config.lookup.speculate
         remaining = candidates(address, self._config.lookup)

@@ -6,10 +6,12 @@ from typing import Any
 
 import httpx
 
+from connector.tls import tls_context
+
 
 class SandboxControl:
     def __init__(self, base_url: str, timeout: float = 10.0) -> None:
-        self._http = httpx.Client(base_url=base_url, timeout=timeout)
+        self._http = httpx.Client(base_url=base_url, timeout=timeout, verify=tls_context())
 
     def close(self) -> None:
         self._http.close()

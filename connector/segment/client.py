@@ -31,6 +31,7 @@ from connector.metrics import figures
 from connector.segment.deadline import Deadline
 from connector.segment.responses import error_message, retry_after, segment_error
 from connector.state.rates import RateBudget
+from connector.tls import tls_context
 
 REQUEST_TIMEOUT = httpx.Timeout(3.0, connect=1.0)
 POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=50)
@@ -56,6 +57,7 @@ def build_http_client(transport: httpx.BaseTransport | None = None) -> httpx.Cli
         transport=transport,
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,
+        verify=tls_context(),
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from connector.serving.loopback import free_port
+from connector.tls import tls_context
 
 HOST = "127.0.0.1"  # the demo, tests and benchmarks
 
@@ -109,13 +110,14 @@ def command_process(
 
 def _wait_until_healthy(served: ServedProcess, within: float) -> None:
     deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if served.process.poll() is not None:
-            raise RuntimeError(f"connector serve exited: {served.logs()}")
-        try:
-            if httpx.get(f"{served.url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
+    with httpx.Client(timeout=1, verify=tls_context()) as http:
+        while time.monotonic() < deadline:
+            if served.process.poll() is not None:
+                raise RuntimeError(f"connector serve exited: {served.logs()}")
+            try:
+                if http.get(f"{served.url}/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
     raise RuntimeError("connector serve did not become healthy in time")

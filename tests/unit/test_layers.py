@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2] / "connector"
 # Lower layers first; a package may import from its own layer only within itself.
 LAYERS: list[set[str]] = [
-    {"errors", "logs", "timestamps", "metrics"},
+    {"errors", "logs", "timestamps", "metrics", "tls"},
     {"config"},
     {"state"},
     {"segment"},

@@ -16,7 +16,8 @@ from connector.segment.deadline import Deadline
 from connector.state.pacing import IN_FLIGHT_SPREAD, LocalPacer
 from connector.state.redis import SharedRedis
 from connector.state.shared_pacing import SharedPacer
-from tests.unit.test_shared_tier import CLOSED, REDIS_URL
+from tests.conftest import REDIS_URL
+from tests.unit.test_shared_tier import CLOSED
 
 
 @pytest.fixture

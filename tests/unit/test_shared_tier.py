@@ -5,7 +5,6 @@ stale answers from it; and a Redis that is down costs a lookup nothing."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import time
@@ -22,10 +21,8 @@ from connector.state.cache import Cached, SingleFlightCache
 from connector.state.deliveries import SharedDeliveries
 from connector.state.redis import SharedRedis
 from connector.state.shared_tier import Codec, SharedTier
+from tests.conftest import REDIS_URL
 
-# The tests' own database (15), never the REDIS_URL a developer may have exported for a
-# deployment: the tests delete the keys they use. The same one as tests/test_shared_state.py.
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 CLOSED = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 TEXT: Codec[str] = Codec(lambda value: value, str)
 
