@@ -14,6 +14,7 @@ from connector.cards.addresses import (
     parse_email,
     parse_from,
     parse_identifier,
+    profile_addresses,
     read_caller,
 )
 from connector.config.schema import LookupSection
@@ -225,3 +226,30 @@ def test_candidates_follow_the_configured_order() -> None:
     email = candidates(address("Ada@Example.com"), lookup)
     assert [str(c) for c in email] == ["email:ada@example.com", "user_id:ada@example.com"]
     assert [str(c) for c in candidates(parse_identifier("user_id:u1"), lookup)] == ["user_id:u1"]
+
+
+def test_a_profiles_addresses_are_the_keys_its_callers_are_cached_under() -> None:
+    """Each external id as the caller address a lookup by it would have: phones in E.164 from
+    any format, emails lowercased, every id as `type:value`; ids no caller gives are skipped."""
+    lookup = LookupSection(phone_identifiers=["phone"], email_identifiers=["email"])
+    external_ids: list[dict[str, str | None]] = [
+        {"type": "user_id", "id": "U-Ada"},
+        {"type": "phone", "id": "(415) 555-0123"},
+        {"type": "email", "id": "Ada@Example.com"},
+        {"type": "anonymous_id", "id": "7f3c"},
+        {"type": "phone", "id": "not a number"},
+        {"type": "email", "id": None},
+    ]
+    keys = profile_addresses(external_ids, lookup)
+    assert keys == (
+        "identifier:user_id:u-ada",
+        "phone:+14155550123",
+        "identifier:phone:(415) 555-0123",
+        "email:ada@example.com",
+        "identifier:email:ada@example.com",
+        "identifier:anonymous_id:7f3c",
+    )
+    # what lookups of those callers are cached under, and what write-back notes as delivered
+    assert address("+14155550123").cache_key in keys
+    assert address("ADA@example.com").cache_key in keys
+    assert parse_identifier("user_id:U-Ada").cache_key in keys

@@ -106,6 +106,23 @@ def test_a_card_cached_before_delivery_is_refreshed_after_it(
     assert after["events"][0]["event"] == ENGAGEMENT["event"]
 
 
+def test_an_event_by_phone_refreshes_the_card_cached_under_the_email(
+    connector: RunningConnector, sandbox: RunningSandbox
+) -> None:
+    """A call by phone wrapped up, then a chat from the same customer's email: the chat's card,
+    cached before the call's event was delivered, is out of date too (the profile's addresses
+    come from its external ids)."""
+    by_email = connector.card(email="ada@example.com").json()  # cached, without the event
+    assert all(e["event"] != ENGAGEMENT["event"] for e in by_email["events"])
+    someone_else = connector.card(**{"from": "+447700900123"}).json()["freshness"]
+    assert post(connector, {**ENGAGEMENT, "from": "+14155550123"}).status_code == 202
+    drained(connector)
+    after = connector.card(email="ada@example.com").json()  # well within the card's TTL
+    assert after["events"][0]["event"] == ENGAGEMENT["event"]
+    # Someone else's card, cached before, is still the one fetched then.
+    assert connector.card(**{"from": "+447700900123"}).json()["freshness"] == someone_else
+
+
 def test_the_event_is_about_the_profiles_user_id(
     connector: RunningConnector, sandbox: RunningSandbox
 ) -> None:
@@ -575,7 +592,7 @@ def test_the_outbox_shrinks_back_once_sent_events_are_past_their_keeping_time(
             assert box.file_bytes() > 4_000_000  # 2,000 events of 2 KB went through it
             now[0] += TIDY_EVERY_SECONDS + 1  # tidied, but sent rows still serve for a day
             until(lambda: not wal.exists() or wal.stat().st_size == 0)  # checkpointed
-            assert box.depth().sent == 2000 and box.delivered_since("s5", now[0] - 3600)
+            assert box.depth().sent == 2000 and box.delivered_since(("s5",), now[0] - 3600)
             now[0] += KEEP_SENT_SECONDS
             until(lambda: box.file_bytes() < OUTBOX_BOUND)
             assert box.depth() == Depth(pending=0, oldest_pending_age=None, sent=0, dead=0)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import phonenumbers
 
@@ -202,6 +203,28 @@ def parse_identifier(raw: str) -> Address:
     if not match:
         raise InvalidAddress("an identifier must be type:value, with a lowercase type")
     return Address("identifier", f"{match['type']}:{match['value'].lower()}")
+
+
+def profile_addresses(
+    external_ids: Iterable[Mapping[str, Any]], lookup: LookupSection
+) -> tuple[str, ...]:
+    """The cache keys of every address a profile can be looked up by, from its external ids
+    (`{"type", "id"}`): its phones and emails of the types the connection lists, and each id as
+    `type:value`. An event written back through one of them concerns a card cached under any."""
+    keys: list[str] = []
+    for entry in external_ids:
+        type_, value = entry.get("type"), entry.get("id")
+        if not isinstance(type_, str) or not isinstance(value, str):
+            continue
+        try:
+            if type_ in lookup.phone_identifiers:
+                keys.append(parse_phone(value, lookup.default_country).cache_key)
+            elif type_ in lookup.email_identifiers:
+                keys.append(parse_email(value).cache_key)
+            keys.append(parse_identifier(f"{type_}:{value}").cache_key)
+        except InvalidAddress:
+            continue  # an id no caller could give: nothing is cached under it
+    return tuple(dict.fromkeys(keys))
 
 
 def candidates(address: Address, lookup: LookupSection) -> list[Candidate]:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from cachetools import LRUCache
 
-from connector.cards.addresses import Address, NoCustomer
+from connector.cards.addresses import Address, NoCustomer, profile_addresses
 from connector.cards.build import card_body, for_request
 from connector.cards.lookup import ProfileLookup
 from connector.cards.masking import MaskRules, View
@@ -25,12 +25,11 @@ from connector.metrics import figures
 from connector.segment.api import ProfileApi
 from connector.segment.deadline import Deadline
 from connector.state.cache import Cached, SharedTier, SingleFlightCache
+from connector.state.deliveries import DeliveredSince
 
 log = logging.getLogger(__name__)
 BODIES_KEPT = 1024  # card bodies kept built: the callers of the last minutes
 SECTION_THREADS = 64  # a cold card asks for 6 sections at once; lookups run 32 at a time or more
-# Whether an event about a caller (by cache key) reached Segment since a moment (epoch seconds).
-DeliveredSince = Callable[[str, float], bool]
 # The segment_ids agents said are not a caller's (by cache key): the interaction ledger's unlinks.
 Unlinked = Callable[[str], frozenset[str]]
 
@@ -56,8 +55,10 @@ class CardService:
         # here, or one in another worker: delivered_since) makes it be asked again.
         self._unlinked = unlinked
         self._unlinks: LRUCache[str, tuple[datetime, frozenset[str]]] = LRUCache(BODIES_KEPT)
+        # The addresses of each fetched profile (see _subjects), worked out once per fetch.
+        self._subjects_of: LRUCache[tuple[str, datetime], tuple[str, ...]] = LRUCache(BODIES_KEPT)
         # An event delivered about a caller makes their card out of date in every worker (the
-        # outbox is what workers share).
+        # outbox, or Redis, is what workers share), under each of their addresses.
         self._delivered_since = delivered_since
         self.executor = ThreadPoolExecutor(SECTION_THREADS, thread_name_prefix="sections")
         # Bodies of cards served lately, as each view of the masks reads them (see _body);
@@ -118,7 +119,9 @@ class CardService:
             if delivered is None or not connection.file.writeback.enabled:
                 return False  # nothing is written back: no read of the outbox on a cache hit
             try:
-                return delivered(address.cache_key, entry.fetched_at.timestamp())
+                return delivered(
+                    self._subjects(connection, address, entry), entry.fetched_at.timestamp()
+                )
             except OutboxUnavailable:  # the outbox's database is down: the lookup goes on
                 return False  # (nothing is being delivered while it is down either)
 
@@ -165,6 +168,25 @@ class CardService:
             matched_type=matched.partition(":")[0] if matched else None,
         )
         return answer
+
+    def _subjects(
+        self, connection: Connection, address: Address, entry: Cached[ProfileData | None]
+    ) -> tuple[str, ...]:
+        """The caller's cache key, and those of every other address their profile has: an event
+        written back through any of them (a call by phone, then a chat by email) makes this
+        card out of date, whichever worker or instance delivered it."""
+        data = entry.value
+        if data is None or not data.external_ids:
+            return (address.cache_key,)
+        key = (address.cache_key, entry.fetched_at)
+        with self._bodies_lock:
+            known = self._subjects_of.get(key)
+        if known is None:
+            found = profile_addresses(data.external_ids, connection.file.lookup)
+            known = tuple(dict.fromkeys((address.cache_key, *found)))
+            with self._bodies_lock:
+                self._subjects_of[key] = known
+        return known
 
     def _unlinked_from(self, address: Address, cached: Cached[ProfileData | None]) -> bool:
         """Whether an agent said the profile found is not this caller's."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from redis import Redis
 
@@ -18,7 +18,8 @@ from connector.state.redis import PREFIX, SharedRedis
 
 KEEP = 3600  # seconds a delivery is remembered: longer than any card is kept, stale included
 KEYS = f"{PREFIX}delivered:"
-DeliveredSince = Callable[[str, float], bool]
+# Whether an event about one of these callers (cache keys) reached Segment after a moment.
+DeliveredSince = Callable[[Sequence[str], float], bool]
 
 
 def _key(subject: str) -> str:
@@ -44,9 +45,11 @@ class SharedDeliveries:
 
         self._shared.call(write, None)
 
-    def since(self, subject: str, moment: float) -> bool:
-        """Whether an event about `subject` reached Segment after `moment` (wall clock)."""
-        raw: object = self._shared.call(lambda r: r.get(_key(subject)), None)
-        if raw is None and not self._shared.available:
-            return self._fallback(subject, moment)  # Redis cannot say: the outbox can
-        return isinstance(raw, bytes | str) and float(raw) > moment
+    def since(self, subjects: Sequence[str], moment: float) -> bool:
+        """Whether an event about one of `subjects` reached Segment after `moment` (wall
+        clock): one round trip, whatever their number."""
+        keys = [_key(subject) for subject in subjects]
+        raws: object = self._shared.call(lambda r: r.mget(keys), None)
+        if not isinstance(raws, list):
+            return self._fallback(subjects, moment)  # Redis cannot say: the outbox can
+        return any(isinstance(raw, bytes | str) and float(raw) > moment for raw in raws)

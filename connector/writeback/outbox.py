@@ -135,7 +135,7 @@ class OutboxStore(LedgerStore, Protocol):
         ledger: LedgerEntry | None = None,
     ) -> bool: ...
 
-    def delivered_since(self, subject: str, moment: float) -> bool: ...
+    def delivered_since(self, subjects: Sequence[str], moment: float) -> bool: ...
 
     def claim(self, max_messages: int, max_bytes: int, lease: float) -> list[Row]: ...
 
@@ -332,20 +332,13 @@ class Outbox(GroupAdding):
         with self._transaction() as db:
             return db.execute(SQLITE.forget, (self._clock() - older_than,)).rowcount
 
-    def delivered_since(self, subject: str, moment: float) -> bool:
-        """Whether an event about `subject` reached Segment after `moment` (wall clock), or
-        an agent unlinked a profile from it since: either way a card cached before is out of
-        date (one query, on the path a warm lookup already takes)."""
-        row = (
-            self._db()
-            .execute(
-                "SELECT 1 FROM outbox WHERE subject = ? AND state = 'sent' AND done_at > ?"  # noqa: S608 - constant SQL
-                f" UNION ALL {SQLITE.unlinked_since} LIMIT 1",
-                (subject, moment, subject, moment),
-            )
-            .fetchone()
-        )
-        return row is not None
+    def delivered_since(self, subjects: Sequence[str], moment: float) -> bool:
+        """Whether an event about one of `subjects` (callers' cache keys) reached Segment after
+        `moment` (wall clock), or an agent unlinked a profile from one since: either way a card
+        cached before is out of date."""
+        params = (*subjects, moment, *subjects, moment)
+        statement = SQLITE.out_of_date("outbox", len(subjects))
+        return self._db().execute(statement, params).fetchone() is not None
 
     def claim(self, max_messages: int, max_bytes: int, lease: float) -> list[Row]:
         """Due rows, oldest first, within the limits; leased to the caller for `lease` seconds.
@@ -511,8 +504,8 @@ class LazyOutbox:
         """The outbox if something has used it, else None (and nothing is touched)."""
         return self._outbox
 
-    def delivered_since(self, subject: str, moment: float) -> bool:
-        return self.get().delivered_since(subject, moment)
+    def delivered_since(self, subjects: Sequence[str], moment: float) -> bool:
+        return self.get().delivered_since(subjects, moment)
 
     def existing(self) -> OutboxStore | None:
         """The outbox if there is one, else None without creating it: reads of the ledger

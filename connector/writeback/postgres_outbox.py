@@ -257,15 +257,11 @@ class PostgresOutbox(GroupAdding):
     def forget_interactions(self, older_than: float) -> int:
         return self._update(POSTGRES.forget, (self._clock() - older_than,))
 
-    def delivered_since(self, subject: str, moment: float) -> bool:
+    def delivered_since(self, subjects: Sequence[str], moment: float) -> bool:
         def ask(conn: psycopg.Connection[Any]) -> bool:
-            row = conn.execute(
-                "SELECT 1 FROM connector_outbox"  # noqa: S608 - constant SQL
-                " WHERE subject = %s AND state = 'sent' AND done_at > %s"
-                f" UNION ALL {POSTGRES.unlinked_since} LIMIT 1",
-                (subject, moment, subject, moment),
-            ).fetchone()
-            return row is not None
+            params = (*subjects, moment, *subjects, moment)
+            statement = POSTGRES.out_of_date("connector_outbox", len(subjects))
+            return conn.execute(statement, params).fetchone() is not None
 
         return self._run(ask, LOOKUP_TIMEOUT)
 

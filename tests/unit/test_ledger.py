@@ -110,15 +110,15 @@ def test_an_unlink_recorded_alone_is_known_and_outdates_cards(
 ) -> None:
     unlink = message(9, event="Flex - Profile Unlinked")
     row = replace(entry_for(unlink, "unlinked", START, Interaction(), CALLER, "use_1"), sent=False)
-    assert not outbox.delivered_since(CALLER, START - 1)
+    assert not outbox.delivered_since((CALLER,), START - 1)
     clock.advance(5)
     assert outbox.record(row)
     assert not outbox.record(row)  # its messageId again: nothing new
     assert outbox.depth().pending == 0  # nothing to send
     assert outbox.unlinked(CALLER) == frozenset({"use_1"})
     assert outbox.unlinked("phone:+1999") == frozenset()
-    assert outbox.delivered_since(CALLER, START)  # a card fetched before it is out of date
-    assert not outbox.delivered_since(CALLER, START + 5)
+    assert outbox.delivered_since((CALLER,), START)  # a card fetched before it is out of date
+    assert not outbox.delivered_since((CALLER,), START + 5)
     (kept,) = outbox.interactions(LedgerKeys(subjects=(CALLER,)), 10)
     assert kept.kind == "unlinked" and kept.segment_id == "use_1" and not kept.sent
 

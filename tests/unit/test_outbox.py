@@ -192,12 +192,14 @@ def test_delivered_since_names_the_subject_and_the_moment(
     outbox: OutboxStore, clock: FakeClock
 ) -> None:
     outbox.add(message(1), subject="user_id:u1")
-    assert not outbox.delivered_since("user_id:u1", START - 1)  # pending is not delivered
+    assert not outbox.delivered_since(("user_id:u1",), START - 1)  # pending is not delivered
     clock.advance(10)
     outbox.mark_sent(outbox.claim(10, 10_000, LEASE))
-    assert outbox.delivered_since("user_id:u1", START + 9)
-    assert not outbox.delivered_since("user_id:u1", START + 10)
-    assert not outbox.delivered_since("user_id:u2", START)
+    assert outbox.delivered_since(("user_id:u1",), START + 9)
+    assert not outbox.delivered_since(("user_id:u1",), START + 10)
+    assert not outbox.delivered_since(("user_id:u2",), START)
+    # any one of a profile's addresses: a call by one, then a card by another
+    assert outbox.delivered_since(("email:u1@example.com", "user_id:u1"), START + 9)
 
 
 def test_retry_later_holds_rows_back_for_the_delay(outbox: OutboxStore, clock: FakeClock) -> None:

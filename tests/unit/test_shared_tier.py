@@ -9,7 +9,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -170,34 +170,36 @@ def test_keys_carry_the_connector_prefix_and_expire(shared: SharedRedis, namespa
 
 
 def test_a_delivery_noted_by_one_process_is_seen_by_every_other(shared: SharedRedis) -> None:
-    asked: list[str] = []
+    asked: list[Sequence[str]] = []
 
-    def outbox(subject: str, moment: float) -> bool:
-        asked.append(subject)
+    def outbox(subjects: Sequence[str], moment: float) -> bool:
+        asked.append(subjects)
         return False
 
     subject = f"phone:+1415{uuid.uuid4().int % 10**7:07d}"
     before = time.time()
     SharedDeliveries(shared, outbox).note([subject])
     other = SharedDeliveries(shared, outbox)
-    assert other.since(subject, before - 1) is True
-    assert other.since(subject, time.time() + 1) is False  # nothing delivered since then
-    assert other.since("phone:+10000000000", before - 1) is False
+    assert other.since([subject], before - 1) is True
+    assert other.since([subject], time.time() + 1) is False  # nothing delivered since then
+    assert other.since(["phone:+10000000000"], before - 1) is False
+    # One of a profile's addresses is enough (a call by phone, then a chat by email)
+    assert other.since(["email:someone@example.com", subject], before - 1) is True
     assert asked == []  # Redis answered: the outbox was not asked
     shared.client.delete(*shared.client.scan_iter("connector:delivered:*"))
 
 
 def test_without_redis_the_outbox_says_what_was_delivered() -> None:
-    asked: list[str] = []
+    asked: list[Sequence[str]] = []
 
-    def outbox(subject: str, moment: float) -> bool:
-        asked.append(subject)
+    def outbox(subjects: Sequence[str], moment: float) -> bool:
+        asked.append(subjects)
         return True
 
     down = SharedDeliveries(SharedRedis(CLOSED), outbox)
     down.note(["phone:+14155550123"])  # lost, harmlessly: the outbox keeps the truth
-    assert down.since("phone:+14155550123", 0.0) is True
-    assert asked == ["phone:+14155550123"]
+    assert down.since(["phone:+14155550123", "email:a@example.com"], 0.0) is True
+    assert asked == [["phone:+14155550123", "email:a@example.com"]]
 
 
 @pytest.mark.parametrize(("verify", "expected"), [(True, "required"), (False, "none")])
