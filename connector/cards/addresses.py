@@ -208,9 +208,11 @@ def parse_identifier(raw: str) -> Address:
 def profile_addresses(
     external_ids: Iterable[Mapping[str, Any]], lookup: LookupSection
 ) -> tuple[str, ...]:
-    """The cache keys of every address a profile can be looked up by, from its external ids
-    (`{"type", "id"}`): its phones and emails of the types the connection lists, and each id as
-    `type:value`. An event written back through one of them concerns a card cached under any."""
+    """The cache keys of the addresses a profile's callers give, from its external ids
+    (`{"type", "id"}`): its phones and emails of the types the connection lists, and its other
+    ids as `type:value` (a user_id, say). An event written back through one of them concerns a
+    card cached under any. (A phone or email given as an identifier, `phone:(415) 555-0123`, is
+    left out: every key costs the check on each cache hit, and no one writes back that way.)"""
     keys: list[str] = []
     for entry in external_ids:
         type_, value = entry.get("type"), entry.get("id")
@@ -221,7 +223,8 @@ def profile_addresses(
                 keys.append(parse_phone(value, lookup.default_country).cache_key)
             elif type_ in lookup.email_identifiers:
                 keys.append(parse_email(value).cache_key)
-            keys.append(parse_identifier(f"{type_}:{value}").cache_key)
+            else:
+                keys.append(parse_identifier(f"{type_}:{value}").cache_key)
         except InvalidAddress:
             continue  # an id no caller could give: nothing is cached under it
     return tuple(dict.fromkeys(keys))

@@ -336,8 +336,7 @@ class Outbox(GroupAdding):
         """Whether an event about one of `subjects` (callers' cache keys) reached Segment after
         `moment` (wall clock), or an agent unlinked a profile from one since: either way a card
         cached before is out of date."""
-        params = (*subjects, moment, *subjects, moment)
-        statement = SQLITE.out_of_date("outbox", len(subjects))
+        statement, params = SQLITE.out_of_date("outbox", subjects, moment)
         return self._db().execute(statement, params).fetchone() is not None
 
     def claim(self, max_messages: int, max_bytes: int, lease: float) -> list[Row]:

@@ -259,8 +259,7 @@ class PostgresOutbox(GroupAdding):
 
     def delivered_since(self, subjects: Sequence[str], moment: float) -> bool:
         def ask(conn: psycopg.Connection[Any]) -> bool:
-            params = (*subjects, moment, *subjects, moment)
-            statement = POSTGRES.out_of_date("connector_outbox", len(subjects))
+            statement, params = POSTGRES.out_of_date("connector_outbox", subjects, moment)
             return conn.execute(statement, params).fetchone() is not None
 
         return self._run(ask, LOOKUP_TIMEOUT)
