@@ -111,6 +111,21 @@ def test_bodies_over_the_limit_are_413s_whatever_their_framing() -> None:
         assert json.loads(body)["error"]["code"] == "invalid_request_error"
 
 
+def test_the_fronts_own_answers_carry_the_apps_cors() -> None:
+    """A Flex plugin reads a 413 (or an overloaded 503) like any other error: the front's own
+    answers allow the connection's origins, and only those."""
+    flex = "https://flex.twilio.com"
+    front = bridge(allowed_origins=lambda: [flex])
+    too_big = [(b"content-length", b"5000")]
+    status, headers, _ = call(front, method="POST", headers=[*too_big, (b"origin", flex.encode())])
+    assert status == 413 and headers[b"access-control-allow-origin"] == flex.encode()
+    assert b"Retry-After" in headers[b"access-control-expose-headers"]
+    assert headers[b"vary"] == b"Origin"
+    elsewhere = [*too_big, (b"origin", b"https://evil.example")]
+    status, headers, _ = call(front, method="POST", headers=elsewhere)
+    assert status == 413 and b"access-control-allow-origin" not in headers
+
+
 def test_healthz_is_answered_by_the_front_even_when_every_thread_is_busy() -> None:
     release = threading.Event()
 
@@ -181,9 +196,12 @@ def test_past_capacity_requests_are_shed_without_waiting() -> None:
         start_response("200 OK", [])
         return [b"{}"]
 
-    front = bridge(slow, threads=1, max_queued=2, deadline=lambda: 5.0)
+    flex = "https://flex.twilio.com"
+    front = bridge(
+        slow, threads=1, max_queued=2, deadline=lambda: 5.0, allowed_origins=lambda: [flex]
+    )
 
-    async def scenario() -> tuple[int, float]:
+    async def scenario() -> tuple[int, dict[bytes, bytes], float]:
         waiting = []
         for count in (1, 2):  # one on the thread, then two waiting for it
             for _ in range(count):
@@ -192,11 +210,13 @@ def test_past_capacity_requests_are_shed_without_waiting() -> None:
                 )
             await asyncio.sleep(0.05)
         started = time.monotonic()
-        status = (await _call(front, "/v1/cards", "GET", (b"",), [], b""))[0]
+        origin = [(b"origin", flex.encode())]
+        status, headers, _ = await _call(front, "/v1/cards", "GET", (b"",), origin, b"")
         elapsed = time.monotonic() - started
         release.set()
         await asyncio.gather(*waiting)
-        return status, elapsed
+        return status, headers, elapsed
 
-    status, elapsed = asyncio.run(scenario())
+    status, headers, elapsed = asyncio.run(scenario())
     assert status == 503 and elapsed < 0.1
+    assert headers[b"access-control-allow-origin"] == flex.encode()  # a plugin reads Retry-After

@@ -131,6 +131,24 @@ def test_bad_input_is_a_clean_400(connector: RunningConnector, params: dict[str,
         assert value not in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"identifier": "nocolon"}, "The identifier given is not an identifier: give type:value,"),
+        ({"from": "+1415\x07555"}, "The from given is not plain text: it has control characters."),
+        ({"phone": "12"}, "The phone given is not a phone number."),
+        ({"email": ""}, "The email given is empty."),
+    ],
+)
+def test_a_bad_address_is_named_in_a_sentence(
+    connector: RunningConnector, params: dict[str, str], message: str
+) -> None:
+    """What an agent reads through a plugin: a sentence, not two glued together."""
+    response = connector.card(**params)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith(message)
+
+
 # --- callers that are no customer ----------------------------------------------------------
 
 WITHHELD = ["anonymous", "Restricted", "Unknown", "+266696687", "+7378742833", "+86282452253", ""]

@@ -51,6 +51,24 @@ def test_reload_applies_a_good_edit_and_keeps_the_last_good_on_a_bad_one(tmp_pat
     assert error_of(holder) is None
 
 
+def test_putting_back_what_is_served_after_a_refusal_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The admin fixes a refused edit by restoring the file: the log's last word is not left
+    at the refusal."""
+    path = write(tmp_path, GOOD)
+    holder = ConnectionHolder(path, ENV, check_every=0)
+    served = holder.current()
+    bump(path, GOOD.replace("friendly_name", "frendly_name"))
+    assert holder.current() is served and error_of(holder) is not None
+    bump(path, GOOD)
+    with caplog.at_level("INFO", logger="connector.config.holder"):
+        assert holder.current().version == served.version and error_of(holder) is None
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0].startswith("connection file refused")
+    assert messages[1:] == [f"connection file valid again (version {served.version}, as served)"]
+
+
 def test_without_a_watcher_nothing_is_reloaded_until_checked(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)
     holder = ConnectionHolder(path, ENV, check_every=3600)

@@ -306,10 +306,12 @@ def test_switching_the_fragment_switches_the_card_without_a_reload(
         frame = frame_to(page, fragment_url(connector, ADA))
         expect(frame.locator("#name")).to_have_text("Ada Lovelace")
         frame.evaluate("window.sameDocument = true")
+        frame.locator("#search-value").fill("u-grace")  # typed, never sent
 
         # The agent takes another task: Flex changes the iframe's fragment only.
         frame = frame_to(page, fragment_url(connector, ALAN))
         expect(frame.locator("#name")).to_have_text("Alan Turing")
+        expect(frame.locator("#search-value")).to_have_value("")  # the last task's search
         assert frame.evaluate("window.sameDocument") is True  # no reload
         assert frame.evaluate("location.hash") == ""
         # ... and back to the first one (the same fragment as before is a change again).

@@ -56,7 +56,9 @@ NoCustomerReason = Literal["withheld", "not_a_customer_address"]
 
 
 class InvalidAddress(ValueError):
-    """An address that names no one; the message says why, without repeating the address."""
+    """An address that names no one; the message says why, without repeating the address.
+
+    Messages complete "The from given is ...": `not a phone number`, `empty`."""
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,7 @@ def parse_identifier(raw: str) -> Address:
     """`type:value`, for callers who already know a Segment identifier."""
     match = IDENTIFIER.match(_clean(raw))
     if not match:
-        raise InvalidAddress("an identifier must be type:value, with a lowercase type")
+        raise InvalidAddress("not an identifier: give type:value, with a lowercase type")
     return Address("identifier", f"{match['type']}:{match['value'].lower()}")
 
 
@@ -258,7 +260,7 @@ def _checked(raw: str) -> str:
     if len(raw) > MAX_ADDRESS_LENGTH:
         raise InvalidAddress(f"longer than {MAX_ADDRESS_LENGTH} characters")
     if CONTROL.search(raw):
-        raise InvalidAddress("contains control characters")
+        raise InvalidAddress("not plain text: it has control characters")
     return raw.strip()
 
 

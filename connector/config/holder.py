@@ -139,6 +139,9 @@ class ConnectionHolder:
                 log.error("connection file refused, still serving the last good one: %s", error)
             self.error = error
             return
+        if self.error is not None and connection.version == self._connection.version:
+            # the admin put back what is served: say so, or the log's last word is the refusal
+            log.info("connection file valid again (version %s, as served)", connection.version)
         self.error = None
         self._use(connection, source_mtime, "connection file reloaded")
 

@@ -20,13 +20,14 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
 
 from connector.web.fields import ARRIVED
+from connector.web.handlers import CORS_EXPOSED
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,11 @@ class BridgeLimits:
         max_queued: int | None = None,
         body_timeout: float = 10.0,
         grace: float = 0.3,
+        allowed_origins: Callable[[], Collection[str]] = tuple,
     ) -> None:
         self.threads = threads
         self.max_body = max_body
+        self.allowed_origins = allowed_origins  # read per answer: it follows the file
         self.deadline = deadline
         self.max_queued = max_queued if max_queued is not None else threads * 8
         self.body_timeout = body_timeout
@@ -95,14 +98,26 @@ class WsgiBridge:
             return
         body = await self._read_body(scope, receive)
         if isinstance(body, Reply):
-            await _send(send, body)
+            await _send(send, self._cors(scope, body))
             return
         await _send(send, await self._dispatch(scope, body, arrived))
+
+    def _cors(self, scope: Scope, reply: Reply) -> Reply:
+        """The app's CORS on an answer the front gives by itself (413, 408, 503 overloaded): a
+        Flex plugin reads its message and Retry-After, not a browser's opaque network error."""
+        origin = _header(scope, b"origin")
+        extra = [(b"vary", b"Origin")]
+        if origin and origin.decode("latin-1") in self.limits.allowed_origins():
+            extra += [
+                (b"access-control-allow-origin", origin),
+                (b"access-control-expose-headers", CORS_EXPOSED.encode()),
+            ]
+        return Reply(reply.status, [*reply.headers, *extra], reply.body)
 
     async def _dispatch(self, scope: Scope, body: bytes, arrived: float) -> Reply:
         if self.in_flight >= self.limits.threads + self.limits.max_queued:
             self.shed += 1
-            return overloaded(scope["path"], "The connector is at capacity")
+            return self._cors(scope, overloaded(scope["path"], "The connector is at capacity"))
         future = self.executor.submit(call_wsgi, self.app, wsgi_environ(scope, body, arrived))
         job = asyncio.wrap_future(future)
         self.in_flight += 1
@@ -113,9 +128,8 @@ class WsgiBridge:
                 # Its deadline passed while it waited for a thread (a running one cannot be
                 # cancelled, and honours the deadline itself): answering now beats answering late.
                 self.shed += 1
-                return overloaded(
-                    scope["path"], "The connector could not take this request in time"
-                )
+                why = "The connector could not take this request in time"
+                return self._cors(scope, overloaded(scope["path"], why))
             return await job
         finally:
             self.in_flight -= 1
@@ -227,14 +241,20 @@ def wsgi_environ(scope: Scope, body: bytes, arrived: float) -> dict[str, Any]:
     return environ
 
 
-def _content_length(scope: Scope) -> int | None:
+def _header(scope: Scope, wanted: bytes) -> bytes | None:
+    """A request header's value (`wanted` in lowercase), or None."""
     for name, value in scope.get("headers", []):
-        if name.lower() == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+        if name.lower() == wanted:
+            return bytes(value)
     return None
+
+
+def _content_length(scope: Scope) -> int | None:
+    value = _header(scope, b"content-length")
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
 
 
 async def _send(send: Send, reply: Reply) -> None:

@@ -100,6 +100,7 @@ def serve_behind_bridge(app: Flask, threads: int) -> WsgiBridge:
         threads=threads,
         max_body=MAX_BODY_BYTES,
         deadline=lambda: holder.current().file.lookup.timeout_seconds,
+        allowed_origins=lambda: holder.current().file.cors.allowed_origins,
     )
     return WsgiBridge(app, limits, on_shutdown=lambda: close_app(app))
 

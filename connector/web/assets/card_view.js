@@ -223,6 +223,7 @@
       token = given[1];
       search.hidden = false;
     }
+    searchValue.value = ""; // a new task: the last one's search is not about this caller
     load(fields);
   }
 
