@@ -19,7 +19,7 @@ from connector.cards.profile import AccountData, ProfileData, profile_from_json,
 from connector.errors import UpstreamUnavailable
 from connector.state.cache import Cached, SingleFlightCache
 from connector.state.deliveries import SharedDeliveries
-from connector.state.redis import SharedRedis
+from connector.state.redis import MAX_CONNECTIONS, SharedRedis
 from connector.state.shared_tier import Codec, SharedTier
 from tests.conftest import REDIS_URL
 
@@ -206,3 +206,26 @@ def test_without_redis_the_outbox_says_what_was_delivered() -> None:
 def test_tls_certificates_are_verified_unless_told_not_to(verify: bool, expected: str) -> None:
     tls = SharedRedis("rediss://127.0.0.1:1/0", verify_tls=verify)
     assert tls.client.connection_pool.connection_kwargs.get("ssl_cert_reqs", "required") == expected
+
+
+def test_a_busy_pool_is_waited_for_and_never_taken_for_redis_down(shared: SharedRedis) -> None:
+    """More threads than connections (a storm's section threads): a call waits for a free one;
+    one that waits in vain gets the default, and Redis stays in use for every other call (it
+    used to count as down for 2 s, and the space's pace went local on every worker)."""
+    pool = shared.client.connection_pool
+    held = [pool.get_connection() for _ in range(MAX_CONNECTIONS)]
+    try:
+        started = time.monotonic()
+        assert shared.call(lambda r: bool(r.ping()), None) is None
+        assert 0.05 <= time.monotonic() - started < 1.0  # waited for a connection, in vain
+        assert shared.available and shared.last_error is None
+
+        def free_one_soon() -> None:
+            time.sleep(0.03)
+            pool.release(held.pop())
+
+        threading.Thread(target=free_one_soon).start()
+        assert shared.call(lambda r: bool(r.ping()), None) is True  # it waited, and got one
+    finally:
+        for connection in held:
+            pool.release(connection)
