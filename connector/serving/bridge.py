@@ -27,7 +27,7 @@ from io import BytesIO
 from typing import Any
 
 from connector.web.fields import ARRIVED
-from connector.web.handlers import CORS_EXPOSED
+from connector.web.handlers import cors_headers
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +106,10 @@ class WsgiBridge:
         """The app's CORS on an answer the front gives by itself (413, 408, 503 overloaded): a
         Flex plugin reads its message and Retry-After, not a browser's opaque network error."""
         origin = _header(scope, b"origin")
+        given = origin.decode("latin-1") if origin else None
+        headers = cors_headers(given, self.limits.allowed_origins())
         extra = [(b"vary", b"Origin")]
-        if origin and origin.decode("latin-1") in self.limits.allowed_origins():
-            extra += [
-                (b"access-control-allow-origin", origin),
-                (b"access-control-expose-headers", CORS_EXPOSED.encode()),
-            ]
+        extra += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
         return Reply(reply.status, [*reply.headers, *extra], reply.body)
 
     async def _dispatch(self, scope: Scope, body: bytes, arrived: float) -> Reply:

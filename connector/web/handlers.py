@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
@@ -27,12 +28,19 @@ def register(app: Flask) -> None:
     app.register_error_handler(Exception, unexpected_error)
 
 
+def cors_headers(origin: str | None, allowed: Collection[str]) -> dict[str, str]:
+    """The CORS headers of an answer to `origin`: none unless it is one of `allowed`. The app's
+    answers and the front's own (serving/bridge.py) both carry them."""
+    if not origin or origin not in allowed:
+        return {}
+    return {"Access-Control-Allow-Origin": origin, "Access-Control-Expose-Headers": CORS_EXPOSED}
+
+
 def cors(response: Response) -> Response:
     """CORS for the connection's allowed origins, on every answer, errors included."""
-    origin = request.headers.get("Origin")
-    if origin and origin in connection().file.cors.allowed_origins:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
+    headers = cors_headers(request.headers.get("Origin"), connection().file.cors.allowed_origins)
+    if headers:
+        response.headers.update(headers)
         if request.method == "OPTIONS":
             response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
             response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
